@@ -1,0 +1,43 @@
+# The two README commands. Each one alone sets everything up on a fresh clone.
+#   make test       venv + pinned install, check library/notebook sync, run pytest
+#   make reproduce  venv + pinned install, fetch the benchmark's raw data, dvc repro (default profile)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.smat-installed
+PYTEST_ARGS ?=
+
+.PHONY: test reproduce install sync-check data notebooks-test lab clean-venv
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+install: $(STAMP)
+
+# The library in smat_nb/ must be exactly what nbdev-export makes from nbs/.
+sync-check: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_hygiene.py -k sync
+
+test: install sync-check
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+data: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat fetch-data
+
+reproduce: install data
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc status
+
+notebooks-test: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nbdev-test --n-workers 2
+
+lab: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab nbs
+
+clean-venv:
+	rm -rf $(VENV)
