@@ -17,7 +17,7 @@ from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'JsonlLog', 'check_finite']
+           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'dist_mean', 'is_main']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -170,3 +170,40 @@ def check_finite(task: int, **terms):
     if bad:
         raise FloatingPointError(f'task {task}: non-finite loss terms {bad}; stopping. The last checkpoint is kept; '
                                  'lower the learning rates or check the inputs, then resume.')
+
+# %% ../nbs/09_training.ipynb #dabd49b3
+import os
+import torch.distributed as dist
+
+def dist_setup(backend: str | None = None):
+    "Initialise torch.distributed from torchrun's env vars; return (rank, world_size, device)."
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world > 1 and not dist.is_initialized():
+        backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if torch.cuda.is_available():
+        local = int(os.environ.get('LOCAL_RANK', '0'))
+        torch.cuda.set_device(local); device = torch.device('cuda', local)
+    else: device = torch.device('cpu')
+    return rank, world, device
+
+def average_gradients(params):
+    "All-reduce (mean) the .grad of each parameter across ranks; no-op in a single process."
+    if not (dist.is_initialized() and dist.get_world_size() > 1): return
+    world = dist.get_world_size()
+    for p in params:
+        if p.grad is None: p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(world)
+
+def dist_mean(x: float) -> float:
+    "Mean of a Python number across ranks (for logging)."
+    if not (dist.is_initialized() and dist.get_world_size() > 1): return float(x)
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    dist.all_reduce(t); return t.item() / dist.get_world_size()
+
+def is_main() -> bool:
+    "True on rank 0 (or without torch.distributed): the rank that writes files."
+    return not dist.is_initialized() or dist.get_rank() == 0
