@@ -17,7 +17,8 @@ from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'dist_mean', 'is_main']
+           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'dist_mean', 'is_main',
+           'train_augment']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -207,3 +208,28 @@ def dist_mean(x: float) -> float:
 def is_main() -> bool:
     "True on rank 0 (or without torch.distributed): the rank that writes files."
     return not dist.is_initialized() or dist.get_rank() == 0
+
+# %% ../nbs/09_training.ipynb #c21971f9
+import torch.nn.functional as F
+
+@torch.no_grad()
+def train_augment(x: torch.Tensor, generator: torch.Generator | None = None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                  jitter: float = 0.4, flip: bool = True) -> torch.Tensor:
+    "Random resized crop + colour jitter + horizontal flip for a batch (B, 3, H, W) of [0, 1] images."
+    B, dev = x.shape[0], x.device
+    def u(lo, hi): return (torch.rand(B, generator=generator) * (hi - lo) + lo).to(dev)
+    area = u(*scale)
+    logr = u(math.log(ratio[0]), math.log(ratio[1])).exp()
+    w = (area * logr).sqrt().clamp(max=1.0); h = (area / logr).sqrt().clamp(max=1.0)     # fractions of the side
+    cx = u(0, 1) * (1 - w) * 2 - (1 - w); cy = u(0, 1) * (1 - h) * 2 - (1 - h)            # centres in [-1, 1]
+    sx = w * torch.where(u(0, 1) < 0.5, -1.0, 1.0) if flip else w
+    theta = torch.zeros(B, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, h, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
+    if jitter:
+        def f(): return u(1 - jitter, 1 + jitter).view(B, 1, 1, 1)
+        x = x * f()                                                          # brightness
+        m = x.mean((1, 2, 3), keepdim=True); x = (x - m) * f() + m          # contrast
+        g = x.mean(1, keepdim=True); x = (x - g) * f() + g                  # saturation
+    return x.clamp_(0, 1)
