@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BETA', 'ZETA', 'GAMMA', 'LOG_ALPHA_RANGE', 'CPU_CHUNK', 'EMBEDDING_PREFIXES', 'PATTERNS', 'hard_concrete',
-           'expected_density', 'init_mask_logits', 'clamp_mask_logits_', 'param_kind', 'param_block', 'ParamSlot',
-           'ParamLayout', 'gate_index', 'gate_weight', 'expert_density', 'measured_sparsity', 'pattern_gates',
-           'gates_density']
+__all__ = ['BETA', 'ZETA', 'GAMMA', 'LOG_ALPHA_RANGE', 'CPU_CHUNK', 'EMBEDDING_PREFIXES', 'PATTERNS', 'gate_backward_',
+           'hard_concrete', 'expected_density', 'init_mask_logits', 'clamp_mask_logits_', 'param_kind', 'param_block',
+           'ParamSlot', 'ParamLayout', 'gate_index', 'gate_weight', 'expert_density', 'measured_sparsity',
+           'pattern_gates', 'gates_density']
 
 # %% ../nbs/02_masks.ipynb #e05c1ddb
 BETA, ZETA, GAMMA = 2 / 3, 1.1, -0.1
@@ -47,13 +47,16 @@ class _Gate(torch.autograd.Function):
         z, = ctx.saved_tensors
         g = g.contiguous()
         out = torch.empty_like(z)
-        k = 1 / (ctx.beta * (ZETA - GAMMA))
         for zc, gc, oc in _chunks(z, g, out, n=CPU_CHUNK):
-            torch.sub(zc, GAMMA, out=oc)                    # u = z - gamma
-            oc.mul_(oc.neg().add_(ZETA - GAMMA)).mul_(k)    # u (zeta - gamma - u) / (beta (zeta - gamma))
-            oc.mul_(zc.mul(zc.neg().add_(1)).sign_())       # zero where the gate is clipped to 0 or 1
-            oc.mul_(gc)
+            oc.copy_(gc)
+            gate_backward_(zc, oc, ctx.beta)
         return out, None
+
+def gate_backward_(z: torch.Tensor, grad: torch.Tensor, beta: float) -> torch.Tensor:
+    "Multiply `grad` in place by dz/dx at gates `z` (x = log_alpha + noise): zero where z is clipped."
+    w = torch.addcmul(z, z, z, value=-1)                  # z (1 - z) = (z - gamma)(zeta - z) + gamma zeta, as zeta + gamma = 1
+    grad.mul_(w.sign())                                   # 0 where the gate is clipped to 0 or 1
+    return grad.mul_(w.sub_(GAMMA * ZETA)).mul_(1 / (beta * (ZETA - GAMMA)))
 
 def hard_concrete(log_alpha: torch.Tensor, training: bool, noise: bool = False,
                   generator: torch.Generator | None = None) -> torch.Tensor:
@@ -156,7 +159,10 @@ class ParamLayout:
     def views(self, tuned: torch.Tensor, full: torch.Tensor | None = None) -> dict:
         "Named views: tuned tensors from `tuned` (n_tuned or n_total), fixed ones from `full` (n_total)."
         full = tuned if full is None else full
-        return {s.name: (tuned if s.tuned else full)[s.offset:s.offset + s.numel].view(s.shape) for s in self.slots}
+        if tuned.numel() != self.n_tuned: tuned = tuned[:self.n_tuned]
+        parts = list(tuned.split([s.numel for s in self.slots if s.tuned]))
+        if self.n_tuned < self.n_total: parts += full[self.n_tuned:].split([s.numel for s in self.slots if not s.tuned])
+        return {s.name: p.view(s.shape) for s, p in zip(self.slots, parts)}
 
 # %% ../nbs/02_masks.ipynb #d8bf4ad3
 def gate_index(layout: ParamLayout) -> torch.Tensor | None:
