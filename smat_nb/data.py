@@ -5,7 +5,7 @@ in-memory arrays that episodes are drawn from."""
 
 # %% ../nbs/06_data.ipynb #746494e9
 from __future__ import annotations
-import io, json, math, os, re
+import io, json, math, os, re, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -296,14 +296,17 @@ class ArrayDomain:
                               domain=self.name, split=self.split, seed=seed, **kw)
 
     def save(self, path) -> Path:
-        "Write one `.npz` atomically (uncompressed: loading is a memory copy)."
+        "Write one `.npz` atomically and byte-reproducibly (uncompressed: loading is a memory copy)."
         arrays = dict(images=self.images, labels=self.labels, styles=self.styles,
                       class_names=np.array(self.class_names, dtype=str), style_names=np.array(self.style_names, dtype=str),
                       meta=np.array(json.dumps({'name': self.name, 'split': self.split})))
         if self.class_groups is not None:
             arrays.update(class_groups=self.class_groups, group_names=np.array(self.group_names or [], dtype=str))
         with atomic_write(path, suffix='.npz') as tmp:
-            with open(tmp, 'wb') as f: np.savez(f, **arrays)
+            with zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED) as z:
+                for k, v in arrays.items():          # fixed member dates: the same arrays give the same bytes
+                    with z.open(zipfile.ZipInfo(f'{k}.npy', date_time=(1980, 1, 1, 0, 0, 0)), 'w', force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.asanyarray(v), allow_pickle=False)
         return Path(path)
 
     @classmethod

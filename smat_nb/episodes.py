@@ -164,7 +164,7 @@ class EpisodeSampler:
         self.class_sizes = np.diff(bounds)
         self.class_groups = None if class_groups is None else np.asarray(class_groups)
         self.domain, self.split, self.seed, self.mode, self.dtype, self.length = domain, split, seed, mode, dtype, length
-        self.fixed = dict(ways=ways, shots=shots, queries=queries)
+        self.fixed = dict(ways=ways, shots=shots, queries=queries, what=f'{domain}/{split}')
         self.limits = {**MD_LIMITS, **limits}
         self.hierarchy, self.cross_style = hierarchy, cross_style
         need = self.limits['min_ways'] if mode == 'md' else ways
