@@ -28,28 +28,38 @@ def cosine_logits(feats: torch.Tensor, protos: torch.Tensor, scale: float = 10.0
     return scale * F.normalize(feats, dim=-1) @ F.normalize(protos, dim=-1).T
 
 # %% ../nbs/08_objective.ipynb #aba32f3a
-def inner_step(params: dict, support_feats: torch.Tensor, support_y: torch.Tensor, protos: torch.Tensor,
+def _trainable(params):
+    "(names, tensors) of the trainable entries of a dict of tensors, or ([None], [t]) for one flat tensor."
+    if isinstance(params, torch.Tensor): return [None], [params]
+    names = [k for k, v in params.items() if v.requires_grad]
+    return names, [params[k] for k in names]
+
+def _sgd(params, names, grads, lr):
+    "params - lr * grads, for a dict (entries without gradient kept) or one flat tensor."
+    if isinstance(params, torch.Tensor): return params - lr * grads[0]
+    new = dict(params)
+    for k, g in zip(names, grads):
+        if g is not None: new[k] = params[k] - lr * g
+    return new
+
+def inner_step(params, support_feats: torch.Tensor, support_y: torch.Tensor, protos: torch.Tensor,
                lr: float, scale: float = 10.0):
     "One first-order SGD step on the support: returns (params', protos', support loss)."
     p_hat = protos.detach().requires_grad_(True)
     loss = F.cross_entropy(cosine_logits(support_feats, p_hat, scale), support_y)
-    names = [k for k, v in params.items() if v.requires_grad]
-    grads = torch.autograd.grad(loss, [params[k] for k in names] + [p_hat], retain_graph=True, allow_unused=True)
-    new = dict(params)
-    for k, g in zip(names, grads[:-1]):
-        if g is not None: new[k] = params[k] - lr * g
-    return new, protos - lr * grads[-1], loss.detach()
+    names, tensors = _trainable(params)
+    grads = torch.autograd.grad(loss, tensors + [p_hat], retain_graph=True, allow_unused=True)
+    return _sgd(params, names, grads[:-1], lr), protos - lr * grads[-1], loss.detach()
 
 # %% ../nbs/08_objective.ipynb #d9dfcb5f
-def teacher_logits(feat_fn, params: dict, protos: torch.Tensor, query_loss: torch.Tensor, query_x: torch.Tensor,
+def teacher_logits(feat_fn, params, protos: torch.Tensor, query_loss: torch.Tensor, query_x: torch.Tensor,
                    lr: float, scale: float = 10.0) -> torch.Tensor:
     "Query logits of the dense teacher: one SGD step on the query loss from the detached student."
-    names = [k for k, v in params.items() if v.requires_grad]
-    grads = torch.autograd.grad(query_loss, [params[k] for k in names] + [protos], retain_graph=True, allow_unused=True)
+    names, tensors = _trainable(params)
+    grads = torch.autograd.grad(query_loss, tensors + [protos], retain_graph=True, allow_unused=True)
     with torch.no_grad():
-        t_params = {k: v.detach() for k, v in params.items()}
-        for k, g in zip(names, grads[:-1]):
-            if g is not None: t_params[k] = t_params[k] - lr * g
+        detached = params.detach() if isinstance(params, torch.Tensor) else {k: v.detach() for k, v in params.items()}
+        t_params = _sgd(detached, names, grads[:-1], lr)
         t_protos = protos.detach() - lr * grads[-1]
         return cosine_logits(feat_fn(t_params, query_x), t_protos, scale)
 
