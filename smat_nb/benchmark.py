@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .core import atomic_write, write_json, from_dict, resolve_profile, load_params, stage_params
-from .data import ArrayDomain, MDDomain, FolderDomain, read_class_splits, read_dataset_spec, SPLITS
+from .data import ArrayDomain, MDDomain, FolderDomain, read_class_splits, read_dataset_spec, resize_center, SPLITS
 from .cli import command
 
 # %% auto #0
@@ -25,7 +25,8 @@ __all__ = ['SOURCES', 'SOURCE_SHA256', 'PIP_PLATFORM', 'SCRIPTS', 'SCRIPT_WEIGHT
            'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits', 'build_synthetic', 'BenchmarkConfig',
            'embedded_builders', 'write_benchmark', 'describe_meta_dataset', 'build_benchmark', 'load_summary',
            'load_domain', 'domains_with_role', 'episodes_per_second', 'sources_table', 'counts_table',
-           'datasheet_counts', 'summary_counts', 'fetch_data_cmd', 'build_benchmark_cmd']
+           'datasheet_counts', 'summary_counts', 'fetch_data_cmd', 'build_benchmark_cmd', 'sample_rows',
+           'plot_benchmark_samples']
 
 # %% ../nbs/07_benchmark.ipynb #caf54a9f
 @dataclass(frozen=True)
@@ -783,3 +784,56 @@ def build_benchmark_cmd(args):
         print(f'build-benchmark: {cfg.source} in {time.perf_counter() - t0:.0f} s -> {args.out or cfg.out_dir}')
     return 0
 build_benchmark_cmd.add_args = _build_args
+
+# %% ../nbs/07_benchmark.ipynb #4a12ea56
+def _rows_from_arrays(bench_dir, summary, per_domain, rng):
+    rows = []
+    for name, d in summary['domains'].items():
+        picks, classes, images = [], 0, 0
+        for split in d['splits']:
+            ad = load_domain(bench_dir, name, split)
+            classes += ad.n_classes; images += len(ad.images)
+            for c in rng.permutation(ad.n_classes)[:per_domain]:
+                idx = np.flatnonzero(ad.labels == c)
+                picks.append(ad.images[rng.choice(idx)])
+        picks = [picks[i] for i in rng.permutation(len(picks))[:per_domain]]
+        rows.append((f"{name} ({d['role']}): {classes} classes, {images} images", np.stack(picks)))
+    return rows
+
+def _rows_from_files(summary, per_domain, rng, size=64):
+    rows = []
+    for name, d in summary['domains'].items():
+        if Path(d['root'], 'dataset_spec.json').exists():
+            fd = MDDomain(d['root'], next(iter(d['splits'])), summary.get('format', 'h5'), name=name)
+        else: fd = FolderDomain(d['root'], name=name)
+        picks = [resize_center(fd.load(int(c), int(rng.integers(fd.class_size(int(c))))), size)
+                 for c in rng.permutation(len(fd))[:per_domain]]
+        n_c = sum(s['classes'] for s in d['splits'].values()); n_i = sum(s['images'] for s in d['splits'].values())
+        rows.append((f"{name} ({d['role']}): {n_c} classes, {n_i} images", np.stack(picks)))
+    return rows
+
+def sample_rows(bench_dir, per_domain: int = 12, seed: int = 0) -> list:
+    "[(title, images (k, S, S, 3) uint8)] with one row of samples per domain of a built benchmark."
+    summary = load_summary(bench_dir)
+    order = {'pretrain': 0, 'id': 1, 'ood': 2}                 # pre-training pool, then ID, then OOD
+    summary['domains'] = dict(sorted(summary['domains'].items(), key=lambda kv: (order.get(kv[1]['role'], 3), kv[0])))
+    rng = np.random.default_rng(seed)
+    if summary['source'] == 'meta_dataset': return _rows_from_files(summary, per_domain, rng)
+    return _rows_from_arrays(bench_dir, summary, per_domain, rng)
+
+def plot_benchmark_samples(rows, title=None):
+    "One row of sample images per domain, labelled on the left."
+    import matplotlib.pyplot as plt
+    k = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * k + 0.4, 0.9 * len(rows) + 0.5), squeeze=False)
+    for ax, (label, imgs) in zip(axes[:, 0], rows):
+        s = imgs.shape[1]
+        strip = np.full((s, k * (s + 2), 3), 255, np.uint8)
+        for i, im in enumerate(imgs): strip[:, i * (s + 2):i * (s + 2) + s] = im
+        ax.imshow(strip, interpolation='nearest')
+        ax.set_xticks([]); ax.set_yticks([])
+        for sp in ax.spines.values(): sp.set_visible(False)
+        ax.set_title(label, loc='left', fontsize=8, pad=2)
+    if title: fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
