@@ -147,7 +147,7 @@ class _DeferredMerge(torch.autograd.Function):
     "theta + (alpha @ z)[index] * delta; the gates' gradient is recorded in the GateBatch, not returned."
     @staticmethod
     def forward(ctx, alpha, delta, theta, batch, index):
-        merged = alpha @ batch.z
+        merged = torch.mv(batch.z.t(), alpha)
         mask = merged if index is None else merged.index_select(0, index)
         ctx.save_for_backward(alpha, mask, delta)
         ctx.batch, ctx.index, ctx.n_gates = batch, index, merged.numel()
