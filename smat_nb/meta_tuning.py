@@ -30,7 +30,8 @@ from .evaluation import to_input
 
 # %% auto #0
 __all__ = ['METHODS', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task', 'dense_task',
-           'make_optimizers', 'grad_alignment']
+           'make_optimizers', 'grad_alignment', 'FileEpisodes', 'validate', 'save_model', 'load_model', 'task_model',
+           'meta_tune']
 
 # %% ../nbs/11_meta_tuning.ipynb #9479a05e
 METHODS = {
@@ -254,3 +255,227 @@ def grad_alignment(grads: list, gates: torch.Tensor | None = None, gate_index: t
             vals.append((Gm @ Gm.T)[iu[0], iu[1]].mean().item())
         out['align_experts'] = float(np.mean(vals))
     return out
+
+# %% ../nbs/11_meta_tuning.ipynb #fffb97c4
+from .episodes import Episode, md_episode_plan, fixed_episode_plan, draw_indices, episode_rng
+
+class FileEpisodes:
+    "Reproducible episodes over a file-backed domain (MDDomain / FolderDomain), transformed to model input."
+    def __init__(self, domain, split: str = 'train', seed: int = 0, image_size: int = 128, train: bool = True,
+                 mode: str = 'md', ways: int = 5, shots: int = 5, queries: int = 10, **limits):
+        from smat_nb.data import train_transform, test_transform
+        self.domain, self.split, self.seed, self.mode = domain, split, seed, mode
+        self.fixed, self.limits = dict(ways=ways, shots=shots, queries=queries), limits
+        sizes = getattr(domain, 'expected', None) or [domain.class_size(c) for c in range(len(domain))]
+        self.class_sizes = np.asarray(sizes)
+        starts = np.concatenate([[0], np.cumsum(self.class_sizes)])
+        self.class_items = [np.arange(starts[c], starts[c + 1]) for c in range(len(sizes))]
+        self.starts = starts
+        self.tf = train_transform(image_size) if train else test_transform(image_size)
+        self.name = getattr(domain, 'name', 'domain')
+
+    def __getitem__(self, index: int) -> Episode:
+        rng = episode_rng(self.seed, self.name, self.split, index)
+        plan = (md_episode_plan(self.class_sizes, rng, **self.limits) if self.mode == 'md'
+                else fixed_episode_plan(self.class_sizes, rng, **self.fixed))
+        si, ys, qi, yq = draw_indices(plan, self.class_items, rng)
+        def load(ix):
+            out = []
+            for k in ix:
+                c = int(np.searchsorted(self.starts, k, side='right') - 1)
+                out.append(self.tf(self.domain.load(c, int(k - self.starts[c]))))
+            return torch.stack(out)
+        return Episode(load(si), torch.from_numpy(ys), load(qi), torch.from_numpy(yq), torch.tensor([p.cls for p in plan]))
+
+# %% ../nbs/11_meta_tuning.ipynb #bc6fc9eb
+@torch.no_grad()
+def validate(method: str, learner: nn.Module, samplers: dict, cfg: MetaTuneConfig, device=None, progress: bool = False) -> dict:
+    "Mean zero-shot query accuracy per validation domain."
+    kind = method_spec(method)['kind']
+    was = learner.training; learner.eval()
+    gates = learner.gates(training=False) if kind == 'smat' else None
+    out = {}
+    for d, samp in samplers.items():
+        accs = []
+        for i in tqdm(range(cfg.val_episodes), desc=f'validate {d}', disable=not progress, leave=False):
+            xs, ys, xq, yq = prepare_task(samp[i], cfg, i, device, train=False)
+            n_way = int(ys.max()) + 1
+            if kind == 'dense': fs, fq = learner(xs), learner(xq)
+            else:
+                alpha, _ = learner.route(xs, ys)
+                params = learner.task_params(alpha, gates)
+                fs, fq = learner.forward_features(params, xs), learner.forward_features(params, xq)
+            accs.append((cosine_logits(fq, prototypes(fs, ys, n_way), cfg.scale).argmax(1) == yq).float().mean().item())
+        out[d] = float(np.mean(accs))
+    learner.train(was)
+    return out
+
+# %% ../nbs/11_meta_tuning.ipynb #022380e6
+def save_model(method: str, learner: nn.Module, path, extra: dict | None = None) -> Path:
+    "Write a trained model as `path`.safetensors + `path`.json."
+    path = Path(path)
+    if method_spec(method)['kind'] == 'dense':
+        from safetensors.torch import save_file
+        with atomic_write(path.with_suffix('.safetensors'), suffix='.safetensors') as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}, str(tmp), metadata={'format': 'timm'})
+        info = {'format': 'smat_nb-dense-1', 'vit': vit_config(learner)}
+    else:
+        save_experts(learner, path)
+        info = json.loads(path.with_suffix('.json').read_text())
+    info.update(method=method, **(extra or {}))
+    return write_json(path.with_suffix('.json'), info)
+
+def load_model(path, map_location: str = 'cpu'):
+    "(method, module) of a model written by `save_model`."
+    from smat_nb.backbones import load_checkpoint as load_backbone
+    path = Path(path); js = path.with_suffix('.json')
+    if not js.exists(): raise FileNotFoundError(f'{js}: trained model not found; run `smat meta-tune` first (or check the path)')
+    info = json.loads(js.read_text())
+    method = info.get('method')
+    method_spec(method)
+    if info.get('format') == 'smat_nb-dense-1':
+        return method, load_backbone(create_vit(**info['vit']), path.with_suffix('.safetensors')).to(map_location).eval()
+    return method, load_experts(path, map_location).eval()
+
+def task_model(method: str, module: nn.Module):
+    "A function (support_x, support_y) -> plain nn.Module for that task: the merged experts, or the model itself."
+    if method_spec(method)['kind'] == 'dense': return lambda sx, sy: module
+    gates = module.gates(training=False) if isinstance(module, SparseInterpolatedExperts) else None
+    def build(sx, sy):
+        with torch.no_grad(): alpha, _ = module.route(sx, sy)
+        return module.merge(alpha)
+    return build
+
+# %% ../nbs/11_meta_tuning.ipynb #6e48319a
+def _trainable(learner, lam):
+    ps = [p for p in learner.parameters() if p.requires_grad]
+    return ps + ([lam] if lam is not None else [])
+
+def _model_tensors(learner, lam):
+    t = {f'learner.{k}': v for k, v in learner.state_dict().items()}
+    if lam is not None: t['lambda'] = lam.detach()
+    return t
+
+def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
+              out_dir, progress: bool = True, stop_after: int | None = None, device=None) -> dict | None:
+    "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
+    cfg.validate(); spec = method_spec(method)
+    rank, world, dev = dist_setup()
+    device = torch.device(device) if device is not None else dev
+    set_threads(cfg.threads); seed_everything(cfg.seed)
+    out_dir = Path(out_dir); ck_dir = out_dir/'checkpoints'
+    learner = build_learner(method, backbone, cfg).to(device).train()
+    masks = spec['kind'] == 'smat' and learner.mask_logits is not None
+    lam = nn.Parameter(torch.zeros(cfg.num_experts, device=device)) if masks else None
+    opts = make_optimizers(method, learner, lam, cfg)
+    scaler = torch.amp.GradScaler('cuda') if (cfg.amp == 'fp16' and device.type == 'cuda') else None
+    sched = cfg.schedule()
+    source = TaskSource(train_samplers, cfg.seed)
+    B, GB = cfg.meta_batch, cfg.meta_batch * world
+    n_updates = math.ceil(cfg.tasks / GB)
+    log, vlog = JsonlLog(out_dir/'log.jsonl'), JsonlLog(out_dir/'val.jsonl')
+    start, best, best_task, wall0 = 0, -1.0, -1, 0.0
+    last = latest_checkpoint(ck_dir)
+    if last is not None:
+        tens, st, _ = load_checkpoint(last, map_location=str(device))
+        learner.load_state_dict({k[8:]: v for k, v in tens.items() if k.startswith('learner.')})
+        if lam is not None: lam.data.copy_(tens['lambda'])
+        for k, o in opts.items():
+            if o is not None: o.load_state_dict(st['optim'][k])
+        if scaler is not None and st.get('scaler'): scaler.load_state_dict(st['scaler'])
+        set_rng_state(st['rng']); start, best, best_task, wall0 = st['update'], st['best'], st['best_task'], st['wall']
+        if is_main(): log.truncate(start * GB); vlog.truncate(start * GB + 1)   # validation at the checkpoint is kept
+    backward = (lambda l: scaler.scale(l).backward()) if scaler is not None else None
+    params = _trainable(learner, lam)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, n_updates), desc=f'meta-tune {method}', disable=not (progress and is_main()), initial=start, total=n_updates)
+    for u in bar:
+        if stop_after is not None and u >= stop_after: return None
+        first = u * GB
+        set_lrs(opts['main'], sched, first, main_group=True)
+        if opts['router'] is not None: set_lrs(opts['router'], sched, first, main_group=False)
+        gb, sparsity = None, None
+        if spec['kind'] == 'smat':
+            gb = learner.gate_batch(training=True, generator=torch.Generator().manual_seed(cfg.seed * 7 + u))
+            sparsity = learner.expert_sparsity(gb.z)
+            if masks: reset_satisfied_(lam, sparsity, cfg.tau)
+        recs, alphas, task_grads = [], [], []
+        align = cfg.align_every and spec['kind'] != 'dense' and u % cfg.align_every == 0
+        for j in range(B):
+            i = first + rank * B + j
+            d, ep = source[i]
+            task = prepare_task(ep, cfg, i, device)
+            before = learner.delta.grad.clone() if (align and learner.delta.grad is not None) else None
+            with _amp(cfg, device):
+                if spec['kind'] == 'dense': r = dense_task(learner, task, cfg, 1 / B, backward)
+                else:
+                    r = smat_task(learner, task, cfg, spec['kd'], gb, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i), 1 / B, backward)
+            check_finite(i, loss=r['loss'])
+            if align:
+                g = learner.delta.grad.detach().flatten().clone()
+                task_grads.append(g if before is None else g - before.flatten())
+            if 'alpha' in r: alphas.append(r['alpha']); r['alpha'] = [round(a, 5) for a in r['alpha'].tolist()]
+            recs.append(dict(task=i, update=u, domain=d, **r))
+        upd = {}
+        if masks:
+            rho = learner.expected_density()
+            l_sp, l_lag = sparsity_terms(lam, torch.stack(alphas).mean(0), sparsity, rho, cfg.tau)
+            (backward or torch.Tensor.backward)(l_sp + l_lag)
+            upd.update(l_sp=l_sp.item(), lambda_=[round(x, 6) for x in lam.detach().tolist()])
+        if gb is not None: gb.backward()
+        average_gradients(params)
+        if scaler is not None:
+            for o in opts.values():
+                if o is not None: scaler.unscale_(o)
+        if masks: torch.nn.utils.clip_grad_norm_([learner.mask_logits], cfg.mask_clip)
+        if opts['router'] is not None: torch.nn.utils.clip_grad_norm_(learner.router.parameters(), cfg.router_clip)
+        for o in opts.values():
+            if o is None: continue
+            if scaler is not None: scaler.step(o)
+            else: o.step()
+            o.zero_grad(set_to_none=True)
+        if scaler is not None: scaler.update()
+        if masks: clamp_multipliers_(lam); learner.clamp_()
+        if spec['kind'] != 'dense': learner.router.step_tasks(GB)
+        if sparsity is not None: upd['sparsity'] = [round(x, 5) for x in sparsity.tolist()]
+        upd['lr'] = [g['lr'] for g in opts['main'].param_groups]
+        if spec['kind'] != 'dense': upd['temperature'] = learner.router.temperature()
+        if task_grads:
+            upd.update(grad_alignment(task_grads, gb.z if (gb is not None and masks) else None,
+                                      getattr(learner, 'gate_index', None)))
+        done = (u + 1) * GB
+        if is_main():
+            for r in recs: log.write(**r, **{k.rstrip('_'): v for k, v in upd.items()})
+            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recs]):.3f}", acc=f"{np.mean([r['acc'] for r in recs]):.2f}")
+        crossed = lambda every: every and (done // every > first // every or u == n_updates - 1)
+        if crossed(cfg.val_every) and val_samplers:
+            if is_main():
+                v = validate(method, learner, val_samplers, cfg, device)
+                mean = float(np.mean(list(v.values())))
+                vlog.write(task=done, val=v, mean=mean)
+                if mean > best:
+                    best, best_task = mean, done
+                    save_model(method, learner, out_dir/'best', {'task': done, 'val_mean': mean})
+        if crossed(cfg.checkpoint_every) and is_main():
+            wall = wall0 + time.perf_counter() - t0
+            save_checkpoint(ck_dir/f'task_{done:08d}', _model_tensors(learner, lam),
+                            {'optim': {k: o.state_dict() for k, o in opts.items() if o is not None},
+                             'scaler': scaler.state_dict() if scaler is not None else None, 'rng': rng_state(),
+                             'update': u + 1, 'best': best, 'best_task': best_task, 'wall': wall},
+                            meta={'method': method})
+            for old in ck_dir.glob('task_*.*'):
+                if not old.stem.endswith(f'{done:08d}'): old.unlink()
+    wall = wall0 + time.perf_counter() - t0
+    if not is_main(): return {}
+    save_model(method, learner, out_dir/'final', {'task': n_updates * GB})
+    if best_task < 0: save_model(method, learner, out_dir/'best', {'task': n_updates * GB, 'val_mean': None})
+    hist = log.read()
+    summary = {'method': method, 'tasks': n_updates * GB, 'updates': n_updates, 'world_size': world,
+               'best_val_mean': best if best_task >= 0 else None, 'best_task': best_task,
+               'final_loss': float(np.mean([r['loss'] for r in hist[-GB:]])) if hist else None,
+               'seconds_per_task': (time.perf_counter() - t0) / max(1, (n_updates - start) * GB),
+               'config': asdict(cfg)}
+    if masks: summary.update(final_sparsity=learner.expert_sparsity(learner.gates(training=True)).tolist(),
+                             final_lambda=lam.detach().tolist())
+    write_json(out_dir/'summary.json', summary)
+    return summary
