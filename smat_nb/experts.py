@@ -189,6 +189,7 @@ class SparseInterpolatedExperts(InterpolatedExperts):
                                  f"(num_experts, n_gates), got {tuple(fixed_gates.shape)}; build them with masks.pattern_gates")
             self.mask_logits = None
             self.register_buffer('fixed_gates', fixed_gates.detach().to(self.theta_pre.dtype).clone())
+        self.to(self.theta_pre.device)                   # a backbone on a GPU gives experts on that GPU
 
     def gates(self, training: bool | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         "Gates of all experts (M, G), differentiable w.r.t. mask_logits (the fixed gates if given)."
@@ -239,6 +240,7 @@ class SoftMerge(InterpolatedExperts):
     def __init__(self, backbone: nn.Module, num_experts: int = 8, fix_embeddings: bool = False, router_kwargs: dict | None = None):
         super().__init__(backbone, num_experts, False, fix_embeddings, router_kwargs)
         self.delta = nn.Parameter(torch.zeros(num_experts, self.layout.n_tuned, dtype=self.theta_pre.dtype))
+        self.to(self.theta_pre.device)
 
     def merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
         "theta_pre + alpha @ delta over the tuned weights (n_tuned,)."
