@@ -18,15 +18,15 @@ from .data import ArrayDomain, MDDomain, FolderDomain, read_class_splits, read_d
 from .cli import command
 
 # %% auto #0
-__all__ = ['SOURCES', 'SOURCE_SHA256', 'PIP_PLATFORM', 'SCRIPTS', 'SCRIPT_WEIGHTS', 'ICON_VARIANTS', 'LOGO_VARIANTS',
-           'FLAG_VARIANTS', 'EMOJI_VENDORS', 'EMOJI_PRETRAIN', 'EMOJI_OOD', 'CJK_FAMILIES', 'SYNTHETIC_DOMAINS',
-           'Source', 'sha256_file', 'fetch_source', 'fetch_data', 'Archive', 'source_archive', 'FontFace', 'IconSet',
-           'hash_split', 'DomainBuilder', 'build_scripts', 'build_icons', 'build_logos', 'build_flags', 'emoji_classes',
-           'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits', 'build_synthetic', 'BenchmarkConfig',
-           'embedded_builders', 'write_benchmark', 'describe_meta_dataset', 'build_benchmark', 'load_summary',
-           'load_domain', 'domains_with_role', 'episodes_per_second', 'sources_table', 'counts_table',
-           'datasheet_counts', 'summary_counts', 'fetch_data_cmd', 'build_benchmark_cmd', 'sample_rows',
-           'plot_benchmark_samples']
+__all__ = ['SOURCES', 'SOURCE_SHA256', 'PIP_PLATFORM', 'DATA_README', 'SCRIPTS', 'SCRIPT_WEIGHTS', 'ICON_VARIANTS',
+           'LOGO_VARIANTS', 'FLAG_VARIANTS', 'EMOJI_VENDORS', 'EMOJI_PRETRAIN', 'EMOJI_OOD', 'CJK_FAMILIES',
+           'SYNTHETIC_DOMAINS', 'Source', 'sha256_file', 'fetch_source', 'fetch_data', 'Archive', 'source_archive',
+           'FontFace', 'IconSet', 'hash_split', 'DomainBuilder', 'build_scripts', 'build_icons', 'build_logos',
+           'build_flags', 'emoji_classes', 'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits',
+           'build_synthetic', 'BenchmarkConfig', 'embedded_builders', 'write_benchmark', 'describe_meta_dataset',
+           'build_benchmark', 'load_summary', 'load_domain', 'domains_with_role', 'episodes_per_second',
+           'sources_table', 'by_role', 'counts_table', 'datasheet_counts', 'summary_counts', 'fetch_data_cmd',
+           'build_benchmark_cmd', 'sample_rows', 'plot_benchmark_samples']
 
 # %% ../nbs/07_benchmark.ipynb #caf54a9f
 @dataclass(frozen=True)
@@ -152,8 +152,10 @@ def fetch_source(src: Source, raw_dir, sha256: str | None = None, timeout=600) -
         os.replace(got, dest)
     return dest, True
 
+DATA_README = 'The raw inputs of the embedded benchmark are fetched here by `smat fetch-data`.\n'
+
 def fetch_data(raw_dir='data/raw', sources=None, progress=True) -> dict:
-    "Fetch every source (idempotent); returns {file: sha256} and writes `raw_dir/manifest.json`."
+    "Fetch every source (idempotent); returns {file: sha256}; writes `raw_dir/manifest.json` and `data/README.txt`."
     from tqdm.auto import tqdm
     sources = SOURCES if sources is None else sources
     raw_dir = Path(raw_dir); raw_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +166,9 @@ def fetch_data(raw_dir='data/raw', sources=None, progress=True) -> dict:
         path, new = fetch_source(src, raw_dir, SOURCE_SHA256.get(src.file))
         fresh += new
         got[src.file] = sha256_file(path)
+    readme = raw_dir.parent/'README.txt'                       # part of data.dvc: same bytes everywhere
+    if raw_dir.name == 'raw' and (not readme.exists() or readme.read_text() != DATA_README):
+        with atomic_write(readme, suffix='.txt') as tmp: tmp.write_text(DATA_README)
     manifest = {'sources': [dict(kind=s.kind, name=s.name, version=s.version, file=f'{s.kind}/{s.file}',
                                  sha256=got[s.file], use=s.use) for s in sources]}
     if not (raw_dir/'manifest.json').exists() or json.loads((raw_dir/'manifest.json').read_text()) != manifest:
@@ -730,11 +735,16 @@ def sources_table(raw_dir='data/raw') -> str:
         rows.append(f'| `{s.name}` | {s.version} | {s.kind} | {_licence(s, raw_dir)} | {size:.1f} | {s.use} |')
     return '\n'.join(rows)
 
+def by_role(summary: dict) -> dict:
+    "`summary` with its domains ordered pre-training pool, ID, OOD (then by name)."
+    order = {'pretrain': 0, 'id': 1, 'ood': 2}
+    return {**summary, 'domains': dict(sorted(summary['domains'].items(), key=lambda kv: (order.get(kv[1]['role'], 3), kv[0])))}
+
 def counts_table(summary: dict) -> str:
     "Markdown table of classes and images per domain and split."
     rows = ['| domain | role | split | classes | images | style groups |', '|---|---|---|---|---|---|']
-    for name, d in summary['domains'].items():
-        for s, c in d['splits'].items():
+    for name, d in by_role(summary)['domains'].items():
+        for s, c in sorted(d['splits'].items(), key=lambda kv: SPLITS.index(kv[0])):
             rows.append(f"| {name} | {d['role']} | {s} | {c['classes']} | {c['images']} | {len(d.get('styles') or [])} |")
     return '\n'.join(rows)
 
@@ -814,9 +824,7 @@ def _rows_from_files(summary, per_domain, rng, size=64):
 
 def sample_rows(bench_dir, per_domain: int = 12, seed: int = 0) -> list:
     "[(title, images (k, S, S, 3) uint8)] with one row of samples per domain of a built benchmark."
-    summary = load_summary(bench_dir)
-    order = {'pretrain': 0, 'id': 1, 'ood': 2}                 # pre-training pool, then ID, then OOD
-    summary['domains'] = dict(sorted(summary['domains'].items(), key=lambda kv: (order.get(kv[1]['role'], 3), kv[0])))
+    summary = by_role(load_summary(bench_dir))
     rng = np.random.default_rng(seed)
     if summary['source'] == 'meta_dataset': return _rows_from_files(summary, per_domain, rng)
     return _rows_from_arrays(bench_dir, summary, per_domain, rng)
