@@ -162,7 +162,7 @@ class ParamLayout:
         if tuned.numel() != self.n_tuned: tuned = tuned[:self.n_tuned]
         parts = list(tuned.split([s.numel for s in self.slots if s.tuned]))
         if self.n_tuned < self.n_total: parts += full[self.n_tuned:].split([s.numel for s in self.slots if not s.tuned])
-        return {s.name: p.view(s.shape) for s, p in zip(self.slots, parts)}
+        return {s.name: p if len(s.shape) == 1 else p.view(s.shape) for s, p in zip(self.slots, parts)}
 
 # %% ../nbs/02_masks.ipynb #d8bf4ad3
 def gate_index(layout: ParamLayout) -> torch.Tensor | None:
