@@ -25,7 +25,7 @@ from .objective import (prototypes, cosine_logits, inner_step, teacher_logits, k
                                reset_satisfied_, clamp_multipliers_)
 from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
                               rng_state, set_rng_state, JsonlLog, check_finite, dist_setup, average_gradients,
-                              dist_mean, is_main)
+                              dist_mean, is_main, broadcast_buffers)
 from .evaluation import to_input
 
 # %% auto #0
@@ -437,6 +437,7 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
         if scaler is not None: scaler.update()
         if masks: clamp_multipliers_(lam); learner.clamp_()
         if spec['kind'] != 'dense': learner.router.step_tasks(GB)
+        broadcast_buffers(learner)                  # ranks keep identical buffers (spectral norm state), as DDP does
         if sparsity is not None: upd['sparsity'] = [round(x, 5) for x in sparsity.tolist()]
         upd['lr'] = [g['lr'] for g in opts['main'].param_groups]
         if spec['kind'] != 'dense': upd['temperature'] = learner.router.temperature()

@@ -17,8 +17,8 @@ from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'dist_mean', 'is_main',
-           'train_augment']
+           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'broadcast_buffers',
+           'dist_mean', 'is_main', 'train_augment']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -198,6 +198,13 @@ def average_gradients(params):
         if p.grad is None: p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad.div_(world)
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module, src: int = 0):
+    "Copy rank `src`'s buffers (e.g. spectral norm's power-iteration vectors) to every rank, as DDP does."
+    if not (dist.is_initialized() and dist.get_world_size() > 1): return
+    for b in module.buffers():
+        if b is not None and b.numel(): dist.broadcast(b, src)
 
 def dist_mean(x: float) -> float:
     "Mean of a Python number across ranks (for logging)."

@@ -55,4 +55,8 @@ def test_two_gloo_processes_match_one_process_with_double_meta_batch(tmp_path):
     assert s['world_size'] == 2 and s['tasks'] == 16 and s['updates'] == 4
     _, m1 = load_model(tmp_path/'one'/'final'); _, m2 = load_model(tmp_path/'two'/'final')
     for (k, v), (_, w) in zip(m1.state_dict().items(), m2.state_dict().items()):
-        assert torch.allclose(v, w, atol=1e-3), k      # the mask lr of 1e6 magnifies float summation order
+        # spectral norm's power iteration runs once per router call: 2B calls per update in one process,
+        # B per rank in two, so its state vectors differ (the normalised weights agree); the mask lr of 1e6
+        # magnifies differences of float summation order in the mask logits
+        if k.endswith(('._u', '._v')): continue
+        assert torch.allclose(v, w, atol=1e-3), k
