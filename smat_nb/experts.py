@@ -36,7 +36,7 @@ class InterpolatedExperts(nn.Module):
         self.num_experts, self.structured, self.fix_embeddings = num_experts, structured, fix_embeddings
         self.router_kwargs = dict(router_kwargs or {})
         self.layout = ParamLayout.from_module(backbone, structured, fix_embeddings)
-        self.register_buffer('theta_pre', self.layout.flatten(dict(backbone.named_parameters())).clone())
+        self.register_buffer('theta_pre', self.layout.flatten(dict(backbone.named_parameters())))
         self._buffer_names = [n for n, _ in backbone.named_buffers()]
         for i, (n, b) in enumerate(backbone.named_buffers()): self.register_buffer(f'backbone_buffer_{i}', b.detach().clone())
         skeleton = copy.deepcopy(backbone).to('meta').requires_grad_(False).eval()
