@@ -19,8 +19,8 @@ from .episodes import EpisodeSampler
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SPLITS', 'to_rgb', 'decode_image', 'train_transform', 'test_transform',
-           'read_class_splits', 'FolderDomain', 'read_dataset_spec', 'read_tfrecord', 'MDDomain', 'write_md_spec',
-           'write_md_tfrecord', 'write_md_h5', 'ArrayDomain', 'resize_center', 'render_domain']
+           'read_class_splits', 'FolderDomain', 'read_dataset_spec', 'tfrecord_frames', 'read_tfrecord', 'MDDomain',
+           'write_md_spec', 'write_md_tfrecord', 'write_md_h5', 'ArrayDomain', 'resize_center', 'render_domain']
 
 # %% ../nbs/06_data.ipynb #3e26735c
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
@@ -148,13 +148,34 @@ def read_dataset_spec(root) -> dict:
                 split_ranges=ranges, groups=groups)
 
 # %% ../nbs/06_data.ipynb #6fc72a25
+def _masked_crc(b: bytes) -> int:
+    import crc32c
+    c = crc32c.crc32c(b)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+def tfrecord_frames(path):
+    "Yield the payload of every frame of a TFRecord file, checking lengths and CRCs."
+    import struct
+    with open(path, 'rb') as f:
+        i = 0
+        while True:
+            head = f.read(12)
+            if not head: return
+            if len(head) < 12: raise ValueError(f"record {i}: truncated header ({len(head)} of 12 bytes)")
+            n, crc_n = struct.unpack('<QI', head)
+            if _masked_crc(head[:8]) != crc_n: raise ValueError(f"record {i}: length CRC mismatch (not a TFRecord, or corrupt)")
+            data, tail = f.read(n), f.read(4)
+            if len(data) < n or len(tail) < 4: raise ValueError(f"record {i}: truncated ({len(data)} of {n} bytes)")
+            if _masked_crc(data) != struct.unpack('<I', tail)[0]: raise ValueError(f"record {i}: data CRC mismatch (corrupt)")
+            yield data
+            i += 1
+
 def read_tfrecord(path):
     "All `(image_bytes, label)` records of one Meta-Dataset `.tfrecords` file."
-    from tfrecord.reader import tfrecord_iterator
     from tfrecord import example_pb2
     out, i = [], 0
     try:
-        for rec in tfrecord_iterator(str(path)):
+        for rec in tfrecord_frames(path):
             ex = example_pb2.Example(); ex.ParseFromString(bytes(rec))
             f = ex.features.feature
             if 'image' not in f: raise ValueError(f"record {i} has no 'image' feature (keys {sorted(f)})")
