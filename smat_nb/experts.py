@@ -25,7 +25,7 @@ __all__ = ['EXPERT_CLASSES', 'FORMAT', 'InterpolatedExperts', 'GateBatch', 'Spar
 
 # %% ../nbs/04_experts.ipynb #e63dc6ee
 class InterpolatedExperts(nn.Module):
-    "Base: frozen flat theta_pre, router and functional forward; subclasses define `merged_flat(alpha, gates)`."
+    "Base: frozen flat theta_pre, router and functional forward; subclasses define `_merged_flat(alpha, gates)`."
     def __init__(self, backbone: nn.Module, num_experts: int = 8, structured: bool = False, fix_embeddings: bool = False,
                  router_kwargs: dict | None = None):
         super().__init__()
@@ -80,13 +80,17 @@ class InterpolatedExperts(nn.Module):
             raise ValueError(f"{type(self).__name__}: alpha must have shape ({self.num_experts},), one weight per expert; "
                              f"got {tuple(alpha.shape)} (merge one task at a time)")
 
-    def merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
-        "Tuned part of the task weights (n_tuned,)."
+    def _merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
         raise NotImplementedError
+
+    def merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
+        "Tuned part of the task weights (n_tuned,), in theta_pre's dtype (autocast off)."
+        self._check_alpha(alpha)
+        with torch.autocast(self.theta_pre.device.type, enabled=False):
+            return self._merged_flat(alpha.to(self.theta_pre.dtype), gates)
 
     def task_params(self, alpha: torch.Tensor, gates=None) -> dict:
         "Named task weights theta_i for functional_call; gradients reach delta, the masks and alpha."
-        self._check_alpha(alpha)
         return self.views(self.merged_flat(alpha, gates))
 
     def forward(self, x: torch.Tensor, alpha: torch.Tensor, gates=None) -> torch.Tensor:
@@ -210,7 +214,7 @@ class SparseInterpolatedExperts(InterpolatedExperts):
         merged = alpha @ (self.gates() if gates is None else gates)
         return merged if self.gate_index is None else merged.index_select(0, self.gate_index)
 
-    def merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
+    def _merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
         "theta_pre + merged_mask * delta over the tuned weights (n_tuned,)."
         if isinstance(gates, GateBatch):
             return _DeferredMerge.apply(alpha, self.delta, self.theta_tuned, gates, self.gate_index)
@@ -234,7 +238,7 @@ class SparseInterpolatedExperts(InterpolatedExperts):
         return dict(super().config(), sparsity=self.tau, structured=self.structured, noise=self.noise,
                     init_std=self.init_std, seed=self.seed, fixed_gates=self.fixed_gates is not None)
 
-# %% ../nbs/04_experts.ipynb #e5cfac71
+# %% ../nbs/04_experts.ipynb #c4c7d9b5
 class SoftMerge(InterpolatedExperts):
     "Dense experts: theta_i = theta_pre + sum_m alpha_m delta_m, merged by the SMAT router, without masks."
     def __init__(self, backbone: nn.Module, num_experts: int = 8, fix_embeddings: bool = False, router_kwargs: dict | None = None):
@@ -242,7 +246,7 @@ class SoftMerge(InterpolatedExperts):
         self.delta = nn.Parameter(torch.zeros(num_experts, self.layout.n_tuned, dtype=self.theta_pre.dtype))
         self.to(self.theta_pre.device)
 
-    def merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
+    def _merged_flat(self, alpha: torch.Tensor, gates=None) -> torch.Tensor:
         "theta_pre + alpha @ delta over the tuned weights (n_tuned,)."
         return torch.addmv(self.theta_tuned, self.delta.t(), alpha)
 
