@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #09f25c72
 from __future__ import annotations
-import dataclasses, json, os, random, tempfile, typing
+import dataclasses, json, os, random, tempfile, types, typing
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +37,7 @@ def _coerce(value, typ, where):
     "Check (and gently coerce) `value` against a simple type annotation."
     origin = typing.get_origin(typ) or (typ if typ in (list, tuple) else None)
     if typ in (typing.Any, None) or isinstance(typ, str): return value
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(typ) if a is not type(None)]
         if value is None: return None
         return _coerce(value, args[0], where) if len(args) == 1 else value

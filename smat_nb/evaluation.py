@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from .adaptation import adapt
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'to_input', 'mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'to_input', 'mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise',
+           'EvalConfig', 'run_evaluation', 'evaluate_cmd']
 
 # %% ../nbs/13_evaluation.ipynb #f3c29f13
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -88,3 +89,112 @@ def summarise(results: dict, id_domains: Sequence[str] = (), ood_domains: Sequen
                          'ci95': float(math.sqrt(sum(out[d]['ci95'] ** 2 for d in doms)) / len(doms)),
                          'domains': list(doms)}
     return out
+
+# %% ../nbs/13_evaluation.ipynb #d5cb7254
+import json, time
+from dataclasses import dataclass, asdict
+from pathlib import Path
+from .core import from_dict, load_params, stage_params, write_json, set_threads, seed_everything
+from .adaptation import select_lr, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
+from .cli import command
+
+@dataclass
+class EvalConfig:
+    "The `evaluate` section of params.yaml (defaults: the paper's protocol, smat_spec.md §5)."
+    episodes: int = 600
+    episode_mode: str = 'md'
+    ways: int = 5
+    shots: int = 5
+    queries: int = 10
+    max_ways: int = 50
+    max_query: int = 10
+    max_support: int = 500
+    max_support_per_class: int = 100
+    seed: int = 0
+    steps: int = 50                       # fine-tuning steps (+full, +LoRA)
+    lr: float | None = None               # a fixed fine-tuning lr; None: select per domain from the grid
+    lr_grid: list = MD_LR_GRID
+    folder_lr_grid: list = FEWSHOT_LR_GRID
+    select_episodes: int = 5
+    weight_decay: float = 0.01
+    threads: int = 0
+
+    def __post_init__(self):
+        if self.episodes < 1: raise ValueError(f'evaluate.episodes: {self.episodes}, need >= 1')
+        if self.lr is not None and self.lr < 0: raise ValueError(f'evaluate.lr: {self.lr} must be >= 0 (or null to select)')
+
+def _task_model_for(method: str, model_path, params, profile):
+    "(task_model function, description) for a trained model or 'pre'."
+    from smat_nb.meta_tuning import load_model, task_model, load_backbone
+    if method == 'pre':
+        bb = load_backbone(params, profile, checkpoint=str(model_path) if model_path else None)
+        return (lambda sx, sy: bb), str(model_path or stage_params(params, 'backbone', profile).get('checkpoint'))
+    meth, mod = load_model(model_path)
+    if meth != method: raise ValueError(f'{model_path}: holds a {meth!r} model, not {method!r}; check --method or --model')
+    return task_model(meth, mod), str(model_path)
+
+def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero-shot', profile: str | None = None,
+                   out=None, domains=None, overrides: dict | None = None, progress: bool = True) -> dict:
+    "Evaluate one model in one mode on every test domain; write and return the metrics."
+    from smat_nb.meta_tuning import domain_samplers
+    if mode not in MODES: raise ValueError(f"evaluate: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    sec = dict(stage_params(params, 'evaluate', profile)); sec.update(overrides or {})
+    out_dir = sec.pop('out_dir', 'results/eval')
+    cfg = from_dict(EvalConfig, sec, 'evaluate')
+    set_threads(cfg.threads); seed_everything(cfg.seed)
+    tm, src = _task_model_for(method, model_path, params, profile)
+    lim = dict(max_ways=cfg.max_ways, max_query=cfg.max_query, max_support=cfg.max_support, max_support_per_class=cfg.max_support_per_class)
+    kw = dict(mode=cfg.episode_mode, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, **lim)
+    roles = {}
+    samplers = {}
+    for role, split in (('id', 'test'), ('ood', 'test')):
+        for d, s in domain_samplers(params, profile, role, split, seed=cfg.seed, **kw).items():
+            samplers[d], roles[d] = s, role
+    if domains: samplers = {d: s for d, s in samplers.items() if d in domains}
+    results, t0 = {}, time.perf_counter()
+    for d, samp in tqdm(samplers.items(), desc=f'evaluate {method} {mode}', disable=not progress):
+        adapt_kw = {} if mode == 'zero-shot' else dict(steps=cfg.steps, weight_decay=cfg.weight_decay)
+        lr, scores = None, None
+        if mode != 'zero-shot':
+            if cfg.lr is not None: lr = cfg.lr
+            else:
+                sel = domain_samplers(params, profile, roles[d], 'test', seed=cfg.seed + 1000, **kw)[d]
+                eps = []
+                for i in range(cfg.select_episodes):
+                    ep = sel[i]
+                    eps.append((to_input(ep.support), ep.support_labels, to_input(ep.query), ep.query_labels))
+                grid = cfg.folder_lr_grid if getattr(samp, 'mode', cfg.episode_mode) == 'fixed' and cfg.episode_mode == 'md' else cfg.lr_grid
+                lr, scores = select_lr(tm, eps, mode, grid, generator=torch.Generator().manual_seed(cfg.seed), **adapt_kw)
+            adapt_kw['lr'] = lr
+            adapt_kw['generator'] = torch.Generator().manual_seed(cfg.seed)
+        r = evaluate_domain(tm, samp, cfg.episodes, mode, progress=progress, desc=d, **adapt_kw)
+        r.update(role=roles[d], lr=lr, lr_scores={str(k): v for k, v in scores.items()} if scores else None)
+        results[d] = r
+    ids = [d for d in results if roles[d] == 'id']; oods = [d for d in results if roles[d] == 'ood']
+    metrics = {'method': method, 'mode': mode, 'model': src, 'profile': profile or params.get('profile', 'tiny'),
+               'config': asdict(cfg), 'seconds': time.perf_counter() - t0, 'domains': results,
+               'summary': summarise(results, ids, oods)}
+    if out is None: out = Path(out_dir)/f"{method}_{mode}.json"
+    write_json(out, metrics)
+    return metrics
+
+def _eval_args(p):
+    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
+    p.add_argument('--method', required=True, help="'pre' or a meta-tuned method (smat, pmf, softmerge, ...)")
+    p.add_argument('--model', default=None, help="trained model path without suffix, e.g. results/runs/smat/best ('pre': the backbone checkpoint)")
+    p.add_argument('--mode', default='zero-shot', choices=MODES, help='inference mode (default: zero-shot)')
+    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
+    p.add_argument('--out', default=None, help='metrics JSON (default: evaluate.out_dir/METHOD_MODE.json)')
+    p.add_argument('--domains', nargs='*', default=None, help='only these domains')
+    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override evaluate keys, e.g. episodes=50')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+
+@command('evaluate', 'evaluate a model (or the pre-trained backbone) on every test domain: accuracy, 95%% CI, ECE')
+def evaluate_cmd(args):
+    from smat_nb.meta_tuning import parse_sets
+    params = load_params(args.params)
+    if args.method != 'pre' and not args.model: raise ValueError('--model is required for a meta-tuned method (e.g. results/runs/smat/best)')
+    m = run_evaluation(params, args.method, args.model, args.mode, args.profile, args.out, args.domains, parse_sets(args.set), not args.quiet)
+    for d, r in m['summary'].items(): print(f"{d:12s} {r['mean']:6.2f} ± {r['ci95']:.2f}")
+    return 0
+evaluate_cmd.add_args = _eval_args

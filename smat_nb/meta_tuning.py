@@ -31,7 +31,8 @@ from .evaluation import to_input
 # %% auto #0
 __all__ = ['METHODS', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task', 'dense_task',
            'make_optimizers', 'grad_alignment', 'FileEpisodes', 'validate', 'save_model', 'load_model', 'task_model',
-           'meta_tune']
+           'meta_tune', 'load_backbone', 'domain_samplers', 'meta_tune_config', 'parse_sets', 'run_meta_tune',
+           'meta_tune_cmd']
 
 # %% ../nbs/11_meta_tuning.ipynb #9479a05e
 METHODS = {
@@ -88,7 +89,7 @@ class MetaTuneConfig:
     schedule_unit: int = 2000           # tasks per schedule step (an epoch)
     warmup_units: float = 5
     horizon_units: float = 50           # hard-coded 50 in the release, while ViT-S trains 25
-    first_unit_lr: float = 1e-6         # epoch 0 runs the main optimiser at 1e-6
+    first_unit_lr: float | None = 1e-6  # epoch 0 runs the main optimiser at 1e-6 (None: no special first unit)
     # episodes (smat_spec.md §4)
     episode_mode: str = 'md'            # 'md' (variable way/shot) or 'fixed' (ways/shots/queries)
     ways: int = 5
@@ -364,6 +365,9 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
     device = torch.device(device) if device is not None else dev
     set_threads(cfg.threads); seed_everything(cfg.seed)
     out_dir = Path(out_dir); ck_dir = out_dir/'checkpoints'
+    if (out_dir/'summary.json').exists() and (out_dir/'final.json').exists() and latest_checkpoint(ck_dir) is None:
+        done_summary = json.loads((out_dir/'summary.json').read_text())
+        if done_summary.get('config') == json.loads(json.dumps(asdict(cfg))) and done_summary.get('method') == method: return done_summary   # finished already
     learner = build_learner(method, backbone, cfg).to(device).train()
     masks = spec['kind'] == 'smat' and learner.mask_logits is not None
     lam = nn.Parameter(torch.zeros(cfg.num_experts, device=device)) if masks else None
@@ -385,6 +389,8 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
         if scaler is not None and st.get('scaler'): scaler.load_state_dict(st['scaler'])
         set_rng_state(st['rng']); start, best, best_task, wall0 = st['update'], st['best'], st['best_task'], st['wall']
         if is_main(): log.truncate(start * GB); vlog.truncate(start * GB + 1)   # validation at the checkpoint is kept
+    elif is_main():
+        for f in (log.path, vlog.path): f.unlink(missing_ok=True)             # a fresh start: no stale log lines
     backward = (lambda l: scaler.scale(l).backward()) if scaler is not None else None
     params = _trainable(learner, lam)
     t0 = time.perf_counter()
@@ -479,4 +485,92 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
     if masks: summary.update(final_sparsity=learner.expert_sparsity(learner.gates(training=True)).tolist(),
                              final_lambda=lam.detach().tolist())
     write_json(out_dir/'summary.json', summary)
+    for old in ck_dir.glob('task_*.*'): old.unlink()      # finished: the checkpoints are no longer needed
     return summary
+
+# %% ../nbs/11_meta_tuning.ipynb #1a22437d
+import sys, yaml
+from .cli import command
+from .core import load_params, stage_params
+
+def load_backbone(params: dict, profile: str | None = None, checkpoint: str | None = None) -> nn.Module:
+    "The foundation ViT of the `backbone` section, with its checkpoint loaded."
+    from smat_nb.backbones import create_backbone, load_checkpoint as load_ckpt
+    sec = dict(stage_params(params, 'backbone', profile))
+    ck = checkpoint or sec.pop('checkpoint', None); sec.pop('checkpoint', None)
+    preset = sec.pop('preset', 'tiny')
+    model = create_backbone(preset, **sec)
+    if ck:
+        if str(ck).startswith('/path/to'):
+            raise FileNotFoundError(f"backbone.checkpoint is {ck!r}: set it in params.yaml to your local DINO ViT-S/16 weights")
+        if not Path(ck).exists():
+            raise FileNotFoundError(f"{ck}: backbone checkpoint not found; run `smat pretrain` first (tiny/smoke) or fix backbone.checkpoint")
+        load_ckpt(model, ck)
+    return model.eval()
+
+def domain_samplers(params: dict, profile: str | None, role: str, split: str, *, seed: int = 0, mode: str = 'md',
+                    ways: int = 5, shots: int = 5, queries: int = 10, train: bool = False, image_size: int | None = None,
+                    **limits) -> dict:
+    "{domain: sampler} of every domain with `role` ('id' or 'ood') for `split`."
+    from smat_nb.benchmark import BenchmarkConfig, domains_with_role, load_domain
+    bcfg = stage_params(params, 'benchmark', profile, BenchmarkConfig)
+    kw = dict(mode=mode, ways=ways, shots=shots, queries=queries)
+    if bcfg.source != 'meta_dataset':
+        out = {}
+        for n in domains_with_role(bcfg.out_dir, role):
+            d = load_domain(bcfg.out_dir, n, split)
+            out[n] = d.sampler(seed=seed, **kw, **(limits if mode == 'md' else {}))
+        if not out: raise FileNotFoundError(f"{bcfg.out_dir}: no {role} domain with a {split!r} split")
+        return out
+    from smat_nb.data import MDDomain, FolderDomain, read_class_splits
+    size = image_size or bcfg.image_size
+    names = list(bcfg.md_train) if role == 'id' else [n for n in bcfg.md_test if n not in bcfg.md_train]
+    out = {n: FileEpisodes(MDDomain(Path(bcfg.md_root)/n, split, bcfg.md_format, name=n), split, seed, size, train,
+                           **kw, **(limits if mode == 'md' else {})) for n in names}
+    if role == 'ood' and split == 'test':
+        splits = read_class_splits(bcfg.ood_split_file) if bcfg.ood_split_file else None
+        for n, root in (bcfg.ood_folders or {}).items():
+            fd = FolderDomain(root, classes=splits['test'] if (splits and n.startswith('domainnet')) else None, name=n)
+            out[n] = FileEpisodes(fd, 'test', seed, 224, False, mode='fixed', ways=ways, shots=shots, queries=15)  # smat_spec.md §5.1
+    return out
+
+# %% ../nbs/11_meta_tuning.ipynb #2573bdb8
+def meta_tune_config(params: dict, profile: str | None = None, overrides: dict | None = None):
+    "(MetaTuneConfig, out_dir) of the active profile, with `overrides`."
+    sec = dict(stage_params(params, 'meta_tune', profile)); sec.update(overrides or {})
+    out = sec.pop('out_dir', 'results/runs')
+    return from_dict(MetaTuneConfig, sec, 'meta_tune').validate(), out
+
+def parse_sets(items) -> dict:
+    "key=value pairs (values parsed as YAML) from the command line."
+    out = {}
+    for it in items or []:
+        if '=' not in it: raise ValueError(f"--set {it!r}: write key=value, e.g. --set tau=0.5")
+        k, v = it.split('=', 1); out[k.strip()] = yaml.safe_load(v)
+    return out
+
+def run_meta_tune(params: dict, method: str, profile: str | None = None, out=None, overrides=None, progress=True):
+    "Meta-tune `method` as params.yaml says; returns the summary."
+    method_spec(method)
+    cfg, out_root = meta_tune_config(params, profile, overrides)
+    lim = cfg.limits()
+    train = domain_samplers(params, profile, 'id', 'train', seed=cfg.seed, mode=cfg.episode_mode, ways=cfg.ways,
+                            shots=cfg.shots, queries=cfg.queries, train=True, **lim)
+    val = domain_samplers(params, profile, 'id', 'valid', seed=cfg.seed + 1, mode=cfg.val_mode, ways=cfg.ways,
+                          shots=cfg.shots, queries=cfg.queries, **lim) if cfg.val_every else {}
+    return meta_tune(method, load_backbone(params, profile), train, val, cfg, out or Path(out_root)/method, progress)
+
+def _mt_args(p):
+    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
+    p.add_argument('--method', required=True, help=f"one of: {', '.join(METHODS)}")
+    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
+    p.add_argument('--out', default=None, help='run folder (default: meta_tune.out_dir/METHOD)')
+    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override meta_tune keys, e.g. tau=0.5 num_experts=4')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+
+@command('meta-tune', 'meta-tune one method (smat, pmf, softmerge, ablations) from the pre-trained backbone')
+def meta_tune_cmd(args):
+    s = run_meta_tune(load_params(args.params), args.method, args.profile, args.out, parse_sets(args.set), not args.quiet)
+    if s: print(f"meta-tune {args.method}: {s['tasks']} tasks, best val {s['best_val_mean']}, {s['seconds_per_task']:.3f} s/task")
+    return 0
+meta_tune_cmd.add_args = _mt_args

@@ -15,14 +15,14 @@ from torch import nn
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .core import atomic_write, write_json, seed_everything, set_threads
+from .core import atomic_write, write_json, seed_everything, set_threads, from_dict
 from .backbones import create_backbone, vit_config
 from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
                               rng_state, set_rng_state, JsonlLog, check_finite)
 from .evaluation import to_input
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'pretrain']
+__all__ = ['PretrainConfig', 'pretrain', 'pool_arrays', 'pretrain_cmd']
 
 # %% ../nbs/10_pretrain.ipynb #ca32bac8
 @dataclass
@@ -76,6 +76,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
         head.load_state_dict({k[5:]: v for k, v in tens.items() if k.startswith('head.')})
         opt.load_state_dict(st['optim']); set_rng_state(st['rng']); start = st['epoch']
         log.truncate(start)
+    else: log.path.unlink(missing_ok=True)                 # a fresh start: no stale log lines
     aug_gen = torch.Generator()
     t0, seen = time.perf_counter(), 0
     for epoch in range(start, cfg.epochs):
@@ -109,4 +110,45 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             'final_loss': hist[-1]['loss'] if hist else None, 'final_train_acc': hist[-1]['train_acc'] if hist else None,
             'images_per_s_this_run': seen / wall if wall > 0 and seen else None}
     write_json(out_dir/'backbone.json', info)
+    for old in ck_dir.glob('epoch_*.*'): old.unlink()     # finished: the checkpoints are no longer needed
     return info
+
+# %% ../nbs/10_pretrain.ipynb #fe7e3697
+import sys
+from .cli import command
+from .core import load_params, stage_params
+
+def pool_arrays(bench_dir) -> tuple:
+    "Images and labels of every `pretrain` domain of a built benchmark, classes numbered consecutively."
+    from smat_nb.benchmark import domains_with_role, load_domain
+    names = domains_with_role(bench_dir, 'pretrain')
+    if not names: raise FileNotFoundError(f'{bench_dir}: the benchmark has no pre-training pool; rebuild it (smat build-benchmark)')
+    imgs, labs, off = [], [], 0
+    for n in names:
+        d = load_domain(bench_dir, n, 'train')
+        imgs.append(d.images); labs.append(d.labels + off); off += d.n_classes
+    return np.concatenate(imgs), np.concatenate(labs)
+
+def _pretrain_args(p):
+    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
+    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
+    p.add_argument('--out', default=None, help='output folder (default: pretrain.out_dir)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+
+@command('pretrain', "pre-train the foundation ViT on the benchmark's pre-training pool (tiny and smoke profiles)")
+def pretrain_cmd(args):
+    params = load_params(args.params)
+    profile = args.profile or params.get('profile', 'tiny')
+    bb = stage_params(params, 'backbone', profile)
+    sec = stage_params(params, 'pretrain', profile)
+    if sec.pop('skip', False):
+        raise ValueError(f"the {profile} profile starts from released weights (backbone.checkpoint = {bb.get('checkpoint')!r}); "
+                         'nothing to pre-train: set backbone.checkpoint to your local DINO ViT-S/16 file')
+    out = args.out or sec.pop('out_dir', 'results/pretrain'); sec.pop('out_dir', None)
+    cfg = from_dict(PretrainConfig, {**sec, 'backbone': bb['preset'], 'img_size': bb['img_size']}, 'pretrain')
+    bench = stage_params(params, 'benchmark', profile)['out_dir']
+    images, labels = pool_arrays(bench)
+    info = pretrain(images, labels, cfg, out, progress=not args.quiet)
+    print(f"pretrain: {info['classes']} classes, {info['images']} images, final train acc {info['final_train_acc']:.3f} -> {out}/backbone.safetensors")
+    return 0
+pretrain_cmd.add_args = _pretrain_args

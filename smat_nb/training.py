@@ -167,7 +167,8 @@ class JsonlLog:
 # %% ../nbs/09_training.ipynb #48285563
 def check_finite(task: int, **terms):
     "Raise if any loss term is NaN or infinite, naming the task and the terms."
-    bad = {k: float(v) for k, v in terms.items() if not math.isfinite(float(v))}
+    vals = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in terms.items()}
+    bad = {k: v for k, v in vals.items() if not math.isfinite(v)}
     if bad:
         raise FloatingPointError(f'task {task}: non-finite loss terms {bad}; stopping. The last checkpoint is kept; '
                                  'lower the learning rates or check the inputs, then resume.')
