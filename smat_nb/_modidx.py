@@ -327,6 +327,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'smat_nb.meta_tuning.run_meta_tune': ('meta_tuning.html#run_meta_tune', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.save_model': ('meta_tuning.html#save_model', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.smat_task': ('meta_tuning.html#smat_task', 'smat_nb/meta_tuning.py'),
+                                     'smat_nb.meta_tuning.step_cost': ('meta_tuning.html#step_cost', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.task_model': ('meta_tuning.html#task_model', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.validate': ('meta_tuning.html#validate', 'smat_nb/meta_tuning.py')},
             'smat_nb.objective': { 'smat_nb.objective._sgd': ('objective.html#_sgd', 'smat_nb/objective.py'),
