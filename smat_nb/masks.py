@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BETA', 'ZETA', 'GAMMA', 'LOG_ALPHA_RANGE', 'CPU_CHUNK', 'EMBEDDING_PREFIXES', 'PATTERNS', 'gate_backward_',
-           'hard_concrete', 'expected_density', 'init_mask_logits', 'clamp_mask_logits_', 'param_kind', 'param_block',
-           'ParamSlot', 'ParamLayout', 'gate_index', 'gate_weight', 'expert_density', 'measured_sparsity',
-           'pattern_gates', 'gates_density']
+__all__ = ['BETA', 'ZETA', 'GAMMA', 'LOG_ALPHA_RANGE', 'CPU_CHUNK', 'EMBEDDING_PREFIXES', 'PATTERNS', 'LAYER_TYPES',
+           'gate_backward_', 'hard_concrete', 'expected_density', 'init_mask_logits', 'clamp_mask_logits_',
+           'param_kind', 'param_block', 'ParamSlot', 'ParamLayout', 'gate_index', 'gate_weight', 'expert_density',
+           'measured_sparsity', 'pattern_gates', 'gates_density', 'weight_segments', 'density_by', 'mask_overlap']
 
 # %% ../nbs/02_masks.ipynb #e05c1ddb
 BETA, ZETA, GAMMA = 2 / 3, 1.1, -0.1
@@ -246,3 +246,59 @@ def pattern_gates(layout: ParamLayout, pattern: str, density: float, num_experts
 def gates_density(gates: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
     "Fraction of tuned weights with a non-zero gate, per expert."
     return 1 - measured_sparsity(gates, None if layout.n_gates == layout.n_tuned else gate_weight(layout))
+
+# %% ../nbs/02_masks.ipynb #644132db
+LAYER_TYPES = ('embed', 'query', 'key', 'value', 'attn_norm', 'attn_out', 'mlp_in', 'mlp_out', 'mlp_norm', 'final_norm', 'other')
+
+def _layer_type(name: str) -> str:
+    "Fine layer type of a timm ViT parameter (qkv is split later)."
+    kind = param_kind(name)
+    if kind == 'embed': return 'embed'
+    if '.norm1.' in name: return 'attn_norm'
+    if '.norm2.' in name: return 'mlp_norm'
+    if kind == 'norm': return 'final_norm'
+    if '.attn.proj.' in name: return 'attn_out'
+    if '.mlp.fc1.' in name: return 'mlp_in'
+    if '.mlp.fc2.' in name: return 'mlp_out'
+    return 'other'
+
+def weight_segments(layout: ParamLayout, by: str = 'type') -> list:
+    "(group, start, stop) ranges of the tuned flat weights, grouped by layer 'type' or by 'block'."
+    if by not in ('type', 'block'): raise ValueError(f"weight_segments: by={by!r}; use 'type' or 'block'")
+    segs = []
+    for s in layout.slots:
+        if not s.tuned: continue
+        if by == 'block':
+            b = param_block(s.name)
+            segs.append((b if b is not None else 'other', s.offset, s.offset + s.numel))
+        elif s.name.endswith(('attn.qkv.weight', 'attn.qkv.bias')):
+            third = s.numel // 3                                   # q, k, v are consecutive row blocks
+            segs += [(g, s.offset + i * third, s.offset + (i + 1) * third) for i, g in enumerate(('query', 'key', 'value'))]
+        else: segs.append((_layer_type(s.name), s.offset, s.offset + s.numel))
+    return segs
+
+@torch.no_grad()
+def _nonzero_weights(gates: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    "Bool (M, n_tuned): which tuned weights each expert may move."
+    nz = gates != 0
+    idx = gate_index(layout)
+    return nz if idx is None else nz[:, idx.to(nz.device)]
+
+@torch.no_grad()
+def density_by(gates: torch.Tensor, layout: ParamLayout, by: str = 'type') -> dict:
+    "Fraction of non-zero weights of each expert (M,) per layer type or block."
+    nz = _nonzero_weights(gates, layout)
+    count, total = {}, {}
+    for g, a, b in weight_segments(layout, by):
+        count[g] = count.get(g, 0) + nz[:, a:b].sum(1).double()
+        total[g] = total.get(g, 0) + (b - a)
+    return {g: (count[g] / total[g]).float() for g in count}
+
+@torch.no_grad()
+def mask_overlap(gates: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    "(M, M) overlap |A ∩ B| / |A ∪ B| of the experts' non-zero weights (1 on the diagonal)."
+    nz = _nonzero_weights(gates, layout).float()
+    inter = nz @ nz.T
+    size = nz.sum(1)
+    union = size[:, None] + size[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
