@@ -5,8 +5,9 @@ masks, SoftMerge, and dense ProtoNet meta-tuning (PMF)."""
 
 # %% ../nbs/11_meta_tuning.ipynb #958cfca5
 from __future__ import annotations
-import json, math, time
+import json, math, tempfile, time
 from contextlib import nullcontext
+from torch.profiler import record_function
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -29,10 +30,10 @@ from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_c
 from .evaluation import to_input
 
 # %% auto #0
-__all__ = ['METHODS', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task', 'dense_task',
-           'make_optimizers', 'grad_alignment', 'FileEpisodes', 'validate', 'save_model', 'load_model', 'task_model',
-           'meta_tune', 'load_backbone', 'domain_samplers', 'meta_tune_config', 'parse_sets', 'run_meta_tune',
-           'meta_tune_cmd']
+__all__ = ['METHODS', 'BOOKKEEPING', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task',
+           'dense_task', 'make_optimizers', 'grad_alignment', 'FileEpisodes', 'validate', 'save_model', 'load_model',
+           'task_model', 'meta_tune', 'load_backbone', 'domain_samplers', 'meta_tune_config', 'parse_sets',
+           'run_meta_tune', 'meta_tune_cmd', 'step_cost']
 
 # %% ../nbs/11_meta_tuning.ipynb #9479a05e
 METHODS = {
@@ -197,7 +198,7 @@ def smat_task(learner: InterpolatedExperts, task, cfg: MetaTuneConfig, kd: bool,
     protos_pre = prototypes(f_pre_s, ys, n_way)
     alpha, logits = learner.router(protos_pre, generator=generator)
     feat = lambda flat, x: learner.forward_features(learner.views(flat), x)
-    flat = learner.merged_flat(alpha, gates)
+    with record_function('smat.merge'): flat = learner.merged_flat(alpha, gates)
     fs = feat(flat, xs)
     P = prototypes(fs, ys, n_way)
     flat2, P2, l_support = inner_step(flat, fs, ys, P, cfg.inner_lr, cfg.scale)
@@ -358,7 +359,7 @@ def _model_tensors(learner, lam):
     return t
 
 def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
-              out_dir, progress: bool = True, stop_after: int | None = None, device=None) -> dict | None:
+              out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None) -> dict | None:
     "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
     cfg.validate(); spec = method_spec(method)
     rank, world, dev = dist_setup()
@@ -402,8 +403,9 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
         if opts['router'] is not None: set_lrs(opts['router'], sched, first, main_group=False)
         gb, sparsity = None, None
         if spec['kind'] == 'smat':
-            gb = learner.gate_batch(training=True, generator=torch.Generator().manual_seed(cfg.seed * 7 + u))
-            sparsity = learner.expert_sparsity(gb.z)
+            with record_function('smat.gates'):
+                gb = learner.gate_batch(training=True, generator=torch.Generator().manual_seed(cfg.seed * 7 + u))
+                sparsity = learner.expert_sparsity(gb.z)
             if masks: reset_satisfied_(lam, sparsity, cfg.tau)
         recs, alphas, task_grads = [], [], []
         align = cfg.align_every and spec['kind'] != 'dense' and u % cfg.align_every == 0
@@ -424,11 +426,13 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
             recs.append(dict(task=i, update=u, domain=d, **r))
         upd = {}
         if masks:
-            rho = learner.expected_density()
-            l_sp, l_lag = sparsity_terms(lam, torch.stack(alphas).mean(0), sparsity, rho, cfg.tau)
-            (backward or torch.Tensor.backward)(l_sp + l_lag)
+            with record_function('smat.sparsity_terms'):
+                rho = learner.expected_density()
+                l_sp, l_lag = sparsity_terms(lam, torch.stack(alphas).mean(0), sparsity, rho, cfg.tau)
+                (backward or torch.Tensor.backward)(l_sp + l_lag)
             upd.update(l_sp=l_sp.item(), lambda_=[round(x, 6) for x in lam.detach().tolist()])
-        if gb is not None: gb.backward()
+        if gb is not None:
+            with record_function('smat.gates_backward'): gb.backward()
         average_gradients(params)
         if scaler is not None:
             for o in opts.values():
@@ -472,6 +476,7 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
                             meta={'method': method})
             for old in ck_dir.glob('task_*.*'):
                 if not old.stem.endswith(f'{done:08d}'): old.unlink()
+        if profiler is not None: profiler.step()
     wall = wall0 + time.perf_counter() - t0
     if not is_main(): return {}
     save_model(method, learner, out_dir/'final', {'task': n_updates * GB})
@@ -574,3 +579,21 @@ def meta_tune_cmd(args):
     if s: print(f"meta-tune {args.method}: {s['tasks']} tasks, best val {s['best_val_mean']}, {s['seconds_per_task']:.3f} s/task")
     return 0
 meta_tune_cmd.add_args = _mt_args
+
+# %% ../nbs/11_meta_tuning.ipynb #f64686e1
+BOOKKEEPING = ('smat.gates', 'smat.merge', 'smat.sparsity_terms', 'smat.gates_backward', '_DeferredMergeBackward')
+
+def step_cost(method: str, backbone: nn.Module, samplers: dict, cfg: MetaTuneConfig, updates: int = 4, warmup: int = 1) -> dict:
+    "Seconds per task of `method` and SMAT's bookkeeping share, profiled over `updates` updates after `warmup`."
+    from torch.profiler import profile, ProfilerActivity, schedule
+    c = MetaTuneConfig(**{**asdict(cfg), 'tasks': (warmup + updates) * cfg.meta_batch, 'val_every': 0,
+                          'checkpoint_every': 0, 'align_every': 0})
+    with tempfile.TemporaryDirectory() as d:
+        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warmup, active=updates)) as prof:
+            meta_tune(method, backbone, samplers, {}, c, Path(d)/'run', progress=False, profiler=prof)
+    ev = prof.key_averages()
+    wall = sum(e.cpu_time_total for e in ev if e.key.startswith('ProfilerStep')) / 1e6
+    book = sum(e.cpu_time_total for e in ev if any(e.key == k or e.key.endswith(k) for k in BOOKKEEPING)) / 1e6
+    tasks = updates * cfg.meta_batch
+    return {'method': method, 'seconds_per_task': wall / tasks, 'bookkeeping_s_per_task': book / tasks,
+            'bookkeeping_share': book / wall if wall else float('nan'), 'tasks_timed': tasks}

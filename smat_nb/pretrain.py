@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .core import atomic_write, write_json, seed_everything, set_threads, from_dict
 from .backbones import create_backbone, vit_config
-from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
+from .training import (Schedule, set_lrs, train_augment, affine_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
                               rng_state, set_rng_state, JsonlLog, check_finite)
 from .evaluation import to_input
 
@@ -36,7 +36,8 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    crop_scale_min: float = 0.35     # glyphs and icons lose their identity below ~1/3 of the area
+    augment: str = 'affine'          # 'affine' (rotation, zoom, shear, shift) or 'crop' (random resized crop)
+    crop_scale_min: float = 0.35     # for 'crop': glyphs and icons lose their identity below ~1/3 of the area
     jitter: float = 0.4
     flip: bool = False               # mirrored glyphs are other glyphs
     seed: int = 0
@@ -45,6 +46,7 @@ class PretrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f'pretrain: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}')
         if self.lr <= 0: raise ValueError(f'pretrain: lr must be > 0, got {self.lr}')
+        if self.augment not in ('affine', 'crop'): raise ValueError(f"pretrain: augment must be 'affine' or 'crop', got {self.augment!r}")
         if not 0 < self.crop_scale_min <= 1: raise ValueError(f'pretrain: crop_scale_min must be in (0, 1], got {self.crop_scale_min}')
 
 # %% ../nbs/10_pretrain.ipynb #c151f878
@@ -88,8 +90,9 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
         for s in bar:
             set_lrs(opt, sched, epoch * steps + s)
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = train_augment(images[idx].float().div_(255), aug_gen, scale=(cfg.crop_scale_min, 1.0),
-                              jitter=cfg.jitter, flip=cfg.flip)
+            x = images[idx].float().div_(255)
+            x = (affine_augment(x, aug_gen, jitter=cfg.jitter) if cfg.augment == 'affine' else
+                 train_augment(x, aug_gen, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.jitter, flip=cfg.flip))
             logits = head(model(to_input(x)))
             loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
             check_finite(epoch * steps + s, loss=loss)

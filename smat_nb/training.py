@@ -18,7 +18,7 @@ from .core import atomic_write, write_json
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'broadcast_buffers',
-           'dist_mean', 'is_main', 'train_augment']
+           'dist_mean', 'is_main', 'train_augment', 'affine_augment']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -240,4 +240,25 @@ def train_augment(x: torch.Tensor, generator: torch.Generator | None = None, sca
         x = x * f()                                                          # brightness
         m = x.mean((1, 2, 3), keepdim=True); x = (x - m) * f() + m          # contrast
         g = x.mean(1, keepdim=True); x = (x - g) * f() + g                  # saturation
+    return x.clamp_(0, 1)
+
+# %% ../nbs/09_training.ipynb #f8f5e075
+@torch.no_grad()
+def affine_augment(x: torch.Tensor, generator: torch.Generator | None = None, rotate: float = 12.0,
+                   scale=(0.75, 1.1), shear: float = 0.15, shift: float = 0.1, jitter: float = 0.4) -> torch.Tensor:
+    "Random rotation (degrees), zoom, shear, shift and colour jitter for a batch (B, 3, H, W) of [0, 1] images."
+    B, dev = x.shape[0], x.device
+    def u(lo, hi): return (torch.rand(B, generator=generator) * (hi - lo) + lo).to(dev)
+    a = u(-rotate, rotate) * math.pi / 180; z = 1 / u(*scale); sh = u(-shear, shear)
+    cos, sin = a.cos() * z, a.sin() * z
+    theta = torch.zeros(B, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin + sh
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    theta[:, 0, 2], theta[:, 1, 2] = u(-shift, shift) * 2, u(-shift, shift) * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    bg = x[:, :, :1, :1]                                                     # fill with the corner colour
+    x = F.grid_sample(x - bg, grid, mode='bilinear', padding_mode='zeros', align_corners=False) + bg
+    if jitter:
+        def f(): return u(1 - jitter, 1 + jitter).view(B, 1, 1, 1)
+        x = x * f(); m = x.mean((1, 2, 3), keepdim=True); x = (x - m) * f() + m
     return x.clamp_(0, 1)
