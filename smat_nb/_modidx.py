@@ -376,6 +376,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'smat_nb.training.Schedule.lr': ('training.html#schedule.lr', 'smat_nb/training.py'),
                                   'smat_nb.training.Schedule.unit': ('training.html#schedule.unit', 'smat_nb/training.py'),
                                   'smat_nb.training._sha256': ('training.html#_sha256', 'smat_nb/training.py'),
+                                  'smat_nb.training.affine_augment': ('training.html#affine_augment', 'smat_nb/training.py'),
                                   'smat_nb.training.average_gradients': ('training.html#average_gradients', 'smat_nb/training.py'),
                                   'smat_nb.training.broadcast_buffers': ('training.html#broadcast_buffers', 'smat_nb/training.py'),
                                   'smat_nb.training.check_finite': ('training.html#check_finite', 'smat_nb/training.py'),
