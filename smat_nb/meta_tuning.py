@@ -5,7 +5,7 @@ masks, SoftMerge, and dense ProtoNet meta-tuning (PMF)."""
 
 # %% ../nbs/11_meta_tuning.ipynb #958cfca5
 from __future__ import annotations
-import json, math, tempfile, time
+import copy, json, math, tempfile, time
 from contextlib import nullcontext
 from torch.profiler import record_function
 from dataclasses import dataclass, asdict, field
@@ -60,7 +60,7 @@ class MetaTuneConfig:
     structured: bool = False            # input-column masks instead of one gate per weight
     fix_embeddings: bool = False
     gate_noise: bool = False            # the release's gates are deterministic (u ~ 0.5)
-    block_range: tuple = (4, 8)         # blocks of the 'blocks' pattern (T2)
+    block_range: tuple = (1 / 3, 2 / 3)  # the 'blocks' pattern (T2): this fraction of the depth (ViT-S: blocks 4-7)
     # objective (smat_spec.md §3)
     inner_lr: float = 1e-3
     teacher_lr: float = 5e-3
@@ -152,8 +152,10 @@ def build_learner(method: str, backbone: nn.Module, cfg: MetaTuneConfig) -> nn.M
     if spec.get('pattern'):
         lay = ParamLayout.from_module(backbone, cfg.structured, cfg.fix_embeddings)
         theta = lay.flatten(dict(backbone.named_parameters()))
+        depth = len(backbone.blocks)
+        blocks = (math.floor(cfg.block_range[0] * depth), math.ceil(cfg.block_range[1] * depth))
         fixed = pattern_gates(lay, spec['pattern'], 1 - cfg.tau, cfg.num_experts, theta_pre=theta,
-                              block_range=tuple(cfg.block_range), generator=torch.Generator().manual_seed(cfg.seed))
+                              block_range=blocks, generator=torch.Generator().manual_seed(cfg.seed))
     return SparseInterpolatedExperts(backbone, cfg.num_experts, cfg.tau, structured=cfg.structured,
                                      fix_embeddings=cfg.fix_embeddings, fixed_gates=fixed, noise=cfg.gate_noise,
                                      seed=cfg.seed, router_kwargs=rk)
@@ -491,7 +493,7 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
                              final_lambda=lam.detach().tolist())
     write_json(out_dir/'summary.json', summary)
     for old in ck_dir.glob('task_*.*'): old.unlink()      # finished: the checkpoints are no longer needed
-    return summary
+    return json.loads((out_dir/'summary.json').read_text())
 
 # %% ../nbs/11_meta_tuning.ipynb #1a22437d
 import sys, yaml
