@@ -23,12 +23,23 @@ PRESETS = {
     'vit_small_patch16': dict(img_size=128, patch_size=16, embed_dim=384, depth=12, num_heads=6),  # DINO ViT-S/16 @128 px, smat_spec.md §2.1
 }
 
+def _check_patch_grid(img_size, patch_size):
+    "Raise unless every side of `img_size` is a whole number of patches (timm would silently drop the remainder)."
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    for s, p in zip(pair(img_size), pair(patch_size)):
+        if s % p:
+            near = sorted({max(p, s // p * p), (s // p + 1) * p})
+            raise ValueError(f"create_vit: img_size={img_size} is not divisible by patch_size={patch_size}; "
+                             f"the patch grid must tile the image: set img_size to a multiple of {p} "
+                             f"(e.g. {' or '.join(map(str, near))})")
+
 def create_vit(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0, **kwargs) -> VisionTransformer:
     "A timm `VisionTransformer` without a classifier: its output is the CLS token after the final norm."
     for k in ('num_classes', 'global_pool'):
         if k in kwargs: raise ValueError(f"create_vit: {k}={kwargs[k]!r} is fixed (num_classes=0, global_pool='token'); drop it")
     if embed_dim % num_heads:
         raise ValueError(f"create_vit: embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+    _check_patch_grid(img_size, patch_size)
     vit_kwargs = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
                       num_heads=num_heads, mlp_ratio=mlp_ratio, **kwargs)
     model = VisionTransformer(num_classes=0, global_pool='token', **vit_kwargs)

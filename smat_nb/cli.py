@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         p.print_help(); return 2
     try:
         return args._run(args) or 0
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, FloatingPointError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'smat {args.command}: error: {msg}', file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #09f25c72
 from __future__ import annotations
-import dataclasses, json, os, random, tempfile, types, typing
+import dataclasses, json, os, random, re, tempfile, types, typing
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,11 +91,17 @@ def stage_params(params: dict, stage: str, profile: str | None = None, cls=None)
     return from_dict(cls, flat, where=stage) if cls is not None else flat
 
 # %% ../nbs/00_core.ipynb #c204b3eb
+def _stale_temps(path: Path, suffix: str) -> list:
+    "Temp files that an earlier, killed `atomic_write` to `path` left behind (mkstemp: 8 random characters)."
+    pat = re.compile(rf'\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}')
+    return [p for p in path.parent.iterdir() if pat.fullmatch(p.name)]
+
 @contextmanager
 def atomic_write(path, suffix=None):
     "Yield a temp path next to `path`; move it into place only if the block succeeds."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temps(path, suffix or '.tmp'): stale.unlink(missing_ok=True)   # a SIGKILL skips `finally`
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix or '.tmp', dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)

@@ -107,7 +107,7 @@ class FolderDomain:
         self.files = []
         for c in names:
             fs = sorted(p for p in (self.root/c).iterdir() if p.suffix.lower() in IMAGE_EXTS)
-            if not fs: raise ValueError(f"{self.root/c}: class {c!r} holds no image ({', '.join(IMAGE_EXTS)})")
+            if not fs: raise ValueError(f"{self.root/c}: class {c!r} holds no image ({', '.join(IMAGE_EXTS)}); add images to the folder or remove it")
             self.files.append(fs)
         self.class_groups = None
 
@@ -355,7 +355,8 @@ def resize_center(img: Image.Image, size: int) -> np.ndarray:
     l, t = (w - size) // 2, (h - size) // 2
     return np.asarray(img.crop((l, t, l + size, t + size)), dtype=np.uint8)
 
-def render_domain(domain, size: int = 32, out=None, min_ways: int = 5, split: str | None = None, progress=False) -> ArrayDomain:
+def render_domain(domain, size: int = 32, out=None, min_ways: int = 5, split: str | None = None, progress=False,
+                  min_images: int = 2) -> ArrayDomain:
     "Decode every image of a file domain to (size, size, 3) uint8; check, then (optionally) write `out`."
     name, split = getattr(domain, 'name', 'domain'), split or getattr(domain, 'split', 'test')
     if len(domain) < min_ways:
@@ -368,7 +369,11 @@ def render_domain(domain, size: int = 32, out=None, min_ways: int = 5, split: st
         it = tqdm(it, desc=f'{name}/{split}', unit='class')
     for c in it:
         n = domain.class_size(c)
-        if n == 0: raise ValueError(f"{name}/{split}: class {domain.class_names[c]!r} holds no image")
+        where = f"{name}/{split}" + (f" ({domain.root})" if hasattr(domain, 'root') else '')
+        if n == 0: raise ValueError(f"{where}: class {domain.class_names[c]!r} holds no image; add images or remove the class")
+        if n < min_images:
+            raise ValueError(f"{where}: class {domain.class_names[c]!r} holds {n} image(s), fewer than the {min_images} "
+                             f"an episode needs (one support, one query); add images or remove the class")
         for i in range(n): imgs.append(resize_center(domain.load(c, i), size))
         labels += [c] * n; styles.append(domain.styles(c))
     ad = ArrayDomain(name, split, np.stack(imgs), np.asarray(labels), np.concatenate(styles), list(domain.class_names),
