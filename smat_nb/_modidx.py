@@ -382,6 +382,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'smat_nb.training.average_gradients': ('training.html#average_gradients', 'smat_nb/training.py'),
                                   'smat_nb.training.broadcast_buffers': ('training.html#broadcast_buffers', 'smat_nb/training.py'),
                                   'smat_nb.training.check_finite': ('training.html#check_finite', 'smat_nb/training.py'),
+                                  'smat_nb.training.check_same_architecture': ( 'training.html#check_same_architecture',
+                                                                                'smat_nb/training.py'),
                                   'smat_nb.training.dist_mean': ('training.html#dist_mean', 'smat_nb/training.py'),
                                   'smat_nb.training.dist_setup': ('training.html#dist_setup', 'smat_nb/training.py'),
                                   'smat_nb.training.is_main': ('training.html#is_main', 'smat_nb/training.py'),

@@ -17,8 +17,8 @@ from .core import atomic_write, write_json
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup', 'average_gradients', 'broadcast_buffers',
-           'dist_mean', 'is_main', 'train_augment', 'affine_augment']
+           'check_same_architecture', 'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup',
+           'average_gradients', 'broadcast_buffers', 'dist_mean', 'is_main', 'train_augment', 'affine_augment']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -118,8 +118,8 @@ def save_checkpoint(path, tensors: dict, state: dict | None = None, meta: dict |
                'sha256': _sha256(st_file), 'model_keys': sorted(tensors), 'state': st_tree, 'meta': meta or {}})
     return path.with_suffix('.json')
 
-def load_checkpoint(path, map_location: str = 'cpu'):
-    "Read a checkpoint written by `save_checkpoint`: returns (model tensors, state, meta)."
+def load_checkpoint(path, map_location: str = 'cpu', expect: dict | None = None):
+    "Read a checkpoint written by `save_checkpoint`: returns (model tensors, state, meta). `expect`: name -> tensor it must match."
     path = Path(path)
     js, st_file = path.with_suffix('.json'), path.with_suffix('.safetensors')
     if not js.exists():
@@ -133,7 +133,18 @@ def load_checkpoint(path, map_location: str = 'cpu'):
         raise ValueError(f'{st_file}: hash does not match {js.name}; the file is truncated or from another run')
     allt = load_file(str(st_file), device=map_location)
     model = {k: allt[k] for k in info['model_keys']}
+    if expect is not None: check_same_architecture(st_file, model, expect)
     return model, unpack(info['state'], allt), info.get('meta', {})
+
+def check_same_architecture(path, tensors: dict, expect: dict):
+    "Raise a ValueError naming `path` and the differing tensors unless names and shapes match `expect`."
+    missing, extra = sorted(set(expect) - set(tensors)), sorted(set(tensors) - set(expect))
+    wrong = sorted(f'{k} {tuple(tensors[k].shape)} vs {tuple(expect[k].shape)}' for k in set(tensors) & set(expect)
+                   if tuple(tensors[k].shape) != tuple(expect[k].shape))
+    if missing or extra or wrong:
+        raise ValueError(f'{path}: checkpoint from another architecture or configuration; missing: {missing[:3] or "none"}, '
+                         f'unexpected: {extra[:3] or "none"}, shape mismatches: {wrong[:3] or "none"}. '
+                         f'Delete {Path(path).parent} to start afresh, or write the run to another --out folder')
 
 def latest_checkpoint(folder, pattern: str = 'task_*.json'):
     "The complete checkpoint in `folder` with the highest number, or None."
