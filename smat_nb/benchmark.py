@@ -627,6 +627,11 @@ def _summary(domains: dict, cfg: BenchmarkConfig, files: dict) -> dict:
 def write_benchmark(domains: dict, cfg: BenchmarkConfig, out_dir) -> dict:
     "Write every split and `summary.json` into a fresh folder, then swap it in for `out_dir`."
     out_dir = Path(out_dir); out_dir.parent.mkdir(parents=True, exist_ok=True)
+    old = out_dir.with_name(f'.{out_dir.name}.old')
+    if old.exists() and not out_dir.exists(): os.replace(old, out_dir)       # killed mid-swap: put the old build back
+    stale = re.compile(rf'\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}')       # folders of builds killed before the swap
+    for p in out_dir.parent.iterdir():
+        if p.is_dir() and stale.fullmatch(p.name): shutil.rmtree(p)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
     try:
         files = {}
@@ -636,7 +641,6 @@ def write_benchmark(domains: dict, cfg: BenchmarkConfig, out_dir) -> dict:
                 files[(name, s)] = (fn, sha256_file(ad.save(tmp/fn)))
         summary = _summary(domains, cfg, files)
         write_json(tmp/'summary.json', summary)
-        old = out_dir.with_name(f'.{out_dir.name}.old')
         if old.exists(): shutil.rmtree(old)
         if out_dir.exists(): os.replace(out_dir, old)
         os.replace(tmp, out_dir)
