@@ -36,6 +36,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    labels: str = 'class'            # 'class': the pool's classes; 'instance': every image its own class (exemplar training)
     augment: str = 'affine'          # 'affine' (rotation, zoom, shear, shift) or 'crop' (random resized crop)
     crop_scale_min: float = 0.35     # for 'crop': glyphs and icons lose their identity below ~1/3 of the area
     jitter: float = 0.4
@@ -46,12 +47,16 @@ class PretrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f'pretrain: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}')
         if self.lr <= 0: raise ValueError(f'pretrain: lr must be > 0, got {self.lr}')
+        if self.labels not in ('class', 'instance'): raise ValueError(f"pretrain: labels must be 'class' or 'instance', got {self.labels!r}")
         if self.augment not in ('affine', 'crop'): raise ValueError(f"pretrain: augment must be 'affine' or 'crop', got {self.augment!r}")
         if not 0 < self.crop_scale_min <= 1: raise ValueError(f'pretrain: crop_scale_min must be in (0, 1], got {self.crop_scale_min}')
 
 # %% ../nbs/10_pretrain.ipynb #c151f878
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+def _tensors(model, head) -> dict:
+    return {**{f'model.{k}': v for k, v in model.state_dict().items()}, **{f'head.{k}': v for k, v in head.state_dict().items()}}
 
 def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_dir, progress: bool = True,
              stop_after: int | None = None) -> dict | None:
@@ -61,6 +66,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if images.dtype != torch.uint8 or images.shape[1] != 3:
         raise ValueError(f'pretrain: images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}')
+    if cfg.labels == 'instance': labels = torch.arange(len(images))
     n, n_cls = len(images), int(labels.max()) + 1
     set_threads(cfg.threads); seed_everything(cfg.seed)
     model = create_backbone(cfg.backbone, img_size=cfg.img_size)
@@ -73,7 +79,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
     start = 0
     last = latest_checkpoint(ck_dir, 'epoch_*.json')
     if last is not None:                                   # resume
-        tens, st, _ = load_checkpoint(last)
+        tens, st, _ = load_checkpoint(last, expect=_tensors(model, head))   # another architecture: a clear error
         model.load_state_dict({k[6:]: v for k, v in tens.items() if k.startswith('model.')})
         head.load_state_dict({k[5:]: v for k, v in tens.items() if k.startswith('head.')})
         opt.load_state_dict(st['optim']); set_rng_state(st['rng']); start = st['epoch']
@@ -101,8 +107,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             bar.set_postfix(loss=f'{loss.item():.3f}')
         rec = dict(task=epoch, epoch=epoch + 1, loss=tot_loss / n, train_acc=correct / n, lr=opt.param_groups[0]['lr'])
         log.write(**rec)
-        tens = {**{f'model.{k}': v for k, v in model.state_dict().items()}, **{f'head.{k}': v for k, v in head.state_dict().items()}}
-        save_checkpoint(ck_dir/f'epoch_{epoch + 1:04d}', tens, {'optim': opt.state_dict(), 'rng': rng_state(), 'epoch': epoch + 1})
+        save_checkpoint(ck_dir/f'epoch_{epoch + 1:04d}', _tensors(model, head), {'optim': opt.state_dict(), 'rng': rng_state(), 'epoch': epoch + 1})
         for old in ck_dir.glob('epoch_*.*'):
             if not old.stem.endswith(f'{epoch + 1:04d}'): old.unlink()
     wall = time.perf_counter() - t0
