@@ -316,6 +316,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'smat_nb.meta_tuning._amp': ('meta_tuning.html#_amp', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning._model_tensors': ('meta_tuning.html#_model_tensors', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning._mt_args': ('meta_tuning.html#_mt_args', 'smat_nb/meta_tuning.py'),
+                                     'smat_nb.meta_tuning._remove_checkpoints': ( 'meta_tuning.html#_remove_checkpoints',
+                                                                                  'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning._trainable': ('meta_tuning.html#_trainable', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.build_learner': ('meta_tuning.html#build_learner', 'smat_nb/meta_tuning.py'),
                                      'smat_nb.meta_tuning.dense_task': ('meta_tuning.html#dense_task', 'smat_nb/meta_tuning.py'),

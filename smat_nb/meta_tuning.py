@@ -127,7 +127,10 @@ class MetaTuneConfig:
         for k in ('inner_lr', 'teacher_lr', 'delta_lr', 'mask_lr', 'lambda_lr', 'router_lr', 'pmf_lr'):
             checks.append((getattr(self, k) >= 0, k, '>= 0 (a learning rate)'))
         for ok, key, what in checks:
-            if not ok: raise ValueError(f"meta_tune.{key}: got {getattr(self, key.split('/')[0])!r}, must be {what}")
+            if not ok:
+                k0 = key.split('/')[0]
+                raise ValueError(f"meta_tune.{key}: got {getattr(self, k0)!r}, must be {what}; "
+                                 f"set it in params.yaml (meta_tune section) or pass --set {k0}=...")
         return self
 
     def schedule(self) -> Schedule:
@@ -360,6 +363,13 @@ def _model_tensors(learner, lam):
     if lam is not None: t['lambda'] = lam.detach()
     return t
 
+def _remove_checkpoints(ck_dir, keep: str | None = None):
+    "Delete checkpoints other than `keep`, each JSON before its tensors (a kill leaves at most an orphan tensor file)."
+    for js in sorted(Path(ck_dir).glob('task_*.json')):
+        if js.stem != keep: js.unlink(); js.with_suffix('.safetensors').unlink(missing_ok=True)
+    for st in Path(ck_dir).glob('task_*.safetensors'):
+        if st.stem != keep and not st.with_suffix('.json').exists(): st.unlink()
+
 def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
               out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None) -> dict | None:
     "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
@@ -382,9 +392,16 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
     n_updates = math.ceil(cfg.tasks / GB)
     log, vlog = JsonlLog(out_dir/'log.jsonl'), JsonlLog(out_dir/'val.jsonl')
     start, best, best_task, wall0 = 0, -1.0, -1, 0.0
+    cfg_json = json.loads(json.dumps(asdict(cfg)))
+    for half in list(ck_dir.glob('task_*.safetensors')) + list(ck_dir.glob('task_*.json')):    # halves left by a kill
+        if not half.with_suffix('.json' if half.suffix == '.safetensors' else '.safetensors').exists(): half.unlink()
     last = latest_checkpoint(ck_dir)
     if last is not None:
-        tens, st, _ = load_checkpoint(last, map_location=str(device))
+        tens, st, meta = load_checkpoint(last, map_location=str(device), expect=_model_tensors(learner, lam))
+        if meta.get('method') != method or meta.get('config', cfg_json) != cfg_json:
+            changed = sorted(k for k in cfg_json if meta.get('config', {}).get(k) != cfg_json[k]) if meta.get('config') else []
+            raise ValueError(f"{last}.json: a checkpoint of {meta.get('method')!r} with other settings ({', '.join(changed[:5]) or 'method'}); "
+                             f"resuming would mix them. Delete {ck_dir} to start over, or pass another --out")
         learner.load_state_dict({k[8:]: v for k, v in tens.items() if k.startswith('learner.')})
         if lam is not None: lam.data.copy_(tens['lambda'])
         for k, o in opts.items():
@@ -475,9 +492,8 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
                             {'optim': {k: o.state_dict() for k, o in opts.items() if o is not None},
                              'scaler': scaler.state_dict() if scaler is not None else None, 'rng': rng_state(),
                              'update': u + 1, 'best': best, 'best_task': best_task, 'wall': wall},
-                            meta={'method': method})
-            for old in ck_dir.glob('task_*.*'):
-                if not old.stem.endswith(f'{done:08d}'): old.unlink()
+                            meta={'method': method, 'config': cfg_json})
+            _remove_checkpoints(ck_dir, keep=f'task_{done:08d}')
         if profiler is not None: profiler.step()
     wall = wall0 + time.perf_counter() - t0
     if not is_main(): return {}
@@ -492,7 +508,7 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
     if masks: summary.update(final_sparsity=learner.expert_sparsity(learner.gates(training=True)).tolist(),
                              final_lambda=lam.detach().tolist())
     write_json(out_dir/'summary.json', summary)
-    for old in ck_dir.glob('task_*.*'): old.unlink()      # finished: the checkpoints are no longer needed
+    _remove_checkpoints(ck_dir)                           # finished: the checkpoints are no longer needed
     return json.loads((out_dir/'summary.json').read_text())
 
 # %% ../nbs/11_meta_tuning.ipynb #1a22437d
@@ -591,7 +607,7 @@ def step_cost(method: str, backbone: nn.Module, samplers: dict, cfg: MetaTuneCon
     c = MetaTuneConfig(**{**asdict(cfg), 'tasks': (warmup + updates) * cfg.meta_batch, 'val_every': 0,
                           'checkpoint_every': 0, 'align_every': 0})
     with tempfile.TemporaryDirectory() as d:
-        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warmup, active=updates)) as prof:
+        with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warmup, active=updates, repeat=1)) as prof:
             meta_tune(method, backbone, samplers, {}, c, Path(d)/'run', progress=False, profiler=prof)
     ev = prof.key_averages()
     wall = sum(e.cpu_time_total for e in ev if e.key.startswith('ProfilerStep')) / 1e6

@@ -329,7 +329,7 @@ def test_nan_loss_stops_the_run_keeps_the_last_checkpoint_and_the_rerun_recovers
                          overrides={'tasks': 96, 'checkpoint_every': 4, 'val_every': 8, 'threads': 1})
     assert checkpoints(out) == [8], 'the last good checkpoint (task 8, the last before task 10) must stay'
     tensors, state, meta = load_checkpoint(out/'checkpoints'/'task_00000008')     # intact: its sha256 is checked
-    assert state['update'] == 4 and meta == {'method': 'smat'}
+    assert state['update'] == 4 and meta['method'] == 'smat' and meta['config']['tasks'] == 96
     assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
     assert not (out/'summary.json').exists() and not (out/'final.json').exists()
     assert [json.loads(l)['task'] for l in (out/'log.jsonl').read_text().splitlines()] == list(range(10))   # tasks 8, 9 ran; the checkpoint does not cover them
@@ -391,8 +391,6 @@ def test_nothing_in_the_project_unpickles_a_file():
     uses = [label for label, text in sources if TORCH_LOAD.search(text)]
     assert 'smat_nb/backbones.py' in uses        # the one third-party reader, and it passes weights_only=True
 
-@pytest.mark.xfail(strict=True, reason='needs nbs/11_meta_tuning.ipynb: meta_tune must call '
-                   'load_checkpoint(last, map_location=str(device), expect=_model_tensors(learner, lam)); remove this mark then')
 def test_resuming_a_run_with_another_architecture_is_refused_by_name(ws, monkeypatch, capsys):
     monkeypatch.chdir(ws)
     params, out = load_params('params.yaml'), ws/'runs'/'arch'
@@ -405,3 +403,17 @@ def test_resuming_a_run_with_another_architecture_is_refused_by_name(ws, monkeyp
     err = capsys.readouterr().err
     assert rc == 1 and err.count('\n') == 1 and 'task_00000004.safetensors: checkpoint from another architecture' in err, err
     assert f'Delete {out/"checkpoints"}' in err and snapshot(out) == before
+
+def test_resuming_with_other_settings_is_refused(ws, monkeypatch, capsys):
+    "Same architecture, another tau: resuming would mix two settings, so it is refused by name."
+    monkeypatch.chdir(ws)
+    params, out = load_params('params.yaml'), ws/'runs'/'tau'
+    cfg, _ = mt.meta_tune_config(params, None, {'tasks': 24, 'checkpoint_every': 4, 'threads': 1})
+    train = mt.domain_samplers(params, None, 'id', 'train', seed=0, mode='fixed', ways=5, shots=2, queries=2, train=True)
+    assert mt.meta_tune('smat', mt.load_backbone(params), train, {}, cfg, out, progress=False, stop_after=3) is None
+    before = snapshot(out)
+    rc = smat_main(['meta-tune', '--method', 'smat', '--quiet', '--out', str(out),
+                    '--set', 'tasks=24', 'checkpoint_every=4', 'threads=1', 'tau=0.3'])
+    err = capsys.readouterr().err
+    assert rc == 1 and 'other settings (tau)' in err and f'Delete {out/"checkpoints"}' in err, err
+    assert snapshot(out) == before
