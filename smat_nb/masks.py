@@ -63,7 +63,8 @@ def hard_concrete(log_alpha: torch.Tensor, training: bool, noise: bool = False,
     "Hard-concrete gates of `log_alpha` (any shape): deterministic unless `training` and `noise`."
     if not training: return _Gate.apply(log_alpha, 1.0)            # release eval gate: beta = 1, no noise
     if noise:
-        u = torch.rand(log_alpha.shape, generator=generator, device=log_alpha.device, dtype=log_alpha.dtype)
+        dev = generator.device if generator is not None else log_alpha.device     # a CPU generator draws on the CPU
+        u = torch.rand(log_alpha.shape, generator=generator, device=dev, dtype=log_alpha.dtype).to(log_alpha.device)
         u = u.clamp_(1e-6, 1 - 1e-6)
         log_alpha = log_alpha + (u.log() - (-u).log1p())
     return _Gate.apply(log_alpha, BETA)

@@ -193,10 +193,10 @@ def _amp(cfg, device):
     return torch.autocast('cuda', dtype=torch.bfloat16 if cfg.amp == 'bf16' else torch.float16)
 
 def smat_task(learner: InterpolatedExperts, task, cfg: MetaTuneConfig, kd: bool, gates=None,
-              generator: torch.Generator | None = None, loss_scale: float = 1.0, backward_fn=None) -> dict:
-    "Loss of one task for SMAT/SoftMerge; calls backward on loss * loss_scale; returns the logged numbers."
+              generator: torch.Generator | None = None, loss_scale: float = 1.0, backward_fn=None, n_way: int | None = None) -> dict:
+    "Loss of one task for SMAT/SoftMerge; calls backward on loss * loss_scale; returns the logged numbers as 0-d tensors."
     xs, ys, xq, yq = task
-    n_way = int(ys.max()) + 1
+    n_way = n_way or int(ys.max()) + 1                  # pass n_way to avoid a device sync
     with torch.no_grad():
         f_pre_s = learner.pretrained_features(xs)
         f_pre_q = learner.pretrained_features(xq) if kd else None
@@ -219,18 +219,19 @@ def smat_task(learner: InterpolatedExperts, task, cfg: MetaTuneConfig, kd: bool,
     l2 = logit_l2(logits)
     loss = loss + cfg.logit_l2 * l2
     (backward_fn or torch.Tensor.backward)(loss * loss_scale)
-    return dict(loss=loss.item(), ce=ce.item(), kd=kd_term.item(), support_ce=l_support.item(), logit_l2=l2.item(),
-                acc=(q_logits.argmax(1) == yq).float().mean().item(), alpha=alpha.detach())
+    return dict(loss=loss.detach(), ce=ce.detach(), kd=kd_term.detach(), support_ce=l_support, logit_l2=l2.detach(),
+                acc=(q_logits.argmax(1) == yq).float().mean(), alpha=alpha.detach())
 
-def dense_task(model: nn.Module, task, cfg: MetaTuneConfig, loss_scale: float = 1.0, backward_fn=None) -> dict:
+def dense_task(model: nn.Module, task, cfg: MetaTuneConfig, loss_scale: float = 1.0, backward_fn=None,
+               n_way: int | None = None) -> dict:
     "PMF: the cosine ProtoNet loss of the query against support prototypes, through all weights."
     xs, ys, xq, yq = task
     feats = model(torch.cat([xs, xq]))
-    P = prototypes(feats[:len(xs)], ys, int(ys.max()) + 1)
+    P = prototypes(feats[:len(xs)], ys, n_way or int(ys.max()) + 1)
     q_logits = cosine_logits(feats[len(xs):], P, cfg.scale)
     ce = F.cross_entropy(q_logits, yq)
     (backward_fn or torch.Tensor.backward)(ce * loss_scale)
-    return dict(loss=ce.item(), ce=ce.item(), acc=(q_logits.argmax(1) == yq).float().mean().item())
+    return dict(loss=ce.detach(), ce=ce.detach(), acc=(q_logits.argmax(1) == yq).float().mean())
 
 # %% ../nbs/11_meta_tuning.ipynb #6d373359
 def make_optimizers(method: str, learner: nn.Module, lam: torch.Tensor | None, cfg: MetaTuneConfig) -> dict:
@@ -431,18 +432,26 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
         for j in range(B):
             i = first + rank * B + j
             d, ep = source[i]
+            n_way = int(ep.support_labels.max()) + 1            # on the CPU: no device sync
             task = prepare_task(ep, cfg, i, device)
             before = learner.delta.grad.clone() if (align and learner.delta.grad is not None) else None
             with _amp(cfg, device):
-                if spec['kind'] == 'dense': r = dense_task(learner, task, cfg, 1 / B, backward)
+                if spec['kind'] == 'dense': r = dense_task(learner, task, cfg, 1 / B, backward, n_way)
                 else:
-                    r = smat_task(learner, task, cfg, spec['kd'], gb, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i), 1 / B, backward)
-            check_finite(i, loss=r['loss'])
+                    r = smat_task(learner, task, cfg, spec['kd'], gb, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i),
+                                  1 / B, backward, n_way)
             if align:
                 g = learner.delta.grad.detach().flatten().clone()
                 task_grads.append(g if before is None else g - before.flatten())
-            if 'alpha' in r: alphas.append(r['alpha']); r['alpha'] = [round(a, 5) for a in r['alpha'].tolist()]
-            recs.append(dict(task=i, update=u, domain=d, **r))
+            if 'alpha' in r: alphas.append(r.pop('alpha'))
+            recs.append((i, d, r))
+        # one host-device transfer per update for every logged number (no sync per task)
+        keys = list(recs[0][2])
+        vals = torch.stack([torch.stack([r[k].float() for k in keys]) for _, _, r in recs]).tolist()
+        al = torch.stack(alphas).tolist() if alphas else None
+        for j, (i, _, _) in enumerate(recs): check_finite(i, loss=vals[j][keys.index('loss')])
+        recs = [dict(task=i, update=u, domain=d, **dict(zip(keys, vals[j])), **({'alpha': [round(a, 5) for a in al[j]]} if al else {}))
+                for j, (i, d, _) in enumerate(recs)]
         upd = {}
         if masks:
             with record_function('smat.sparsity_terms'):

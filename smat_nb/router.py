@@ -81,7 +81,8 @@ class Router(nn.Module):
         logits = self.task_logits(prototypes)
         T = self.temperature()
         if self.training:
-            u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype).clamp_(1e-6, 1 - 1e-6)
+            dev = generator.device if generator is not None else logits.device      # a CPU generator draws on the CPU
+            u = torch.rand(logits.shape, generator=generator, device=dev, dtype=logits.dtype).to(logits.device).clamp_(1e-6, 1 - 1e-6)
             scores = torch.sigmoid((logits + u.log() - (-u).log1p()) / T)
         else: scores = torch.sigmoid(logits / T)
         alpha = scores / (scores.sum() + 1e-8) if self.num_experts > 1 else scores
