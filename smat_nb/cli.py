@@ -12,7 +12,7 @@ __all__ = ['COMMANDS', 'COMMAND_MODULES', 'command', 'info', 'build_parser', 'ma
 
 # %% ../nbs/99_cli.ipynb #89173898
 COMMANDS: dict = {}
-COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation')
+COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench')
 
 def command(name, help):
     "Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments."
