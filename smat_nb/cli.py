@@ -17,7 +17,9 @@ COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain'
 def command(name, help):
     "Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments."
     def deco(fn):
-        COMMANDS[name] = (help, fn)
+        # a library notebook executed in this process (nbdev's tests, JupyterLab) defines its functions in
+        # `__main__`: those must not replace the installed library's commands
+        if fn.__module__ != '__main__' or __name__ == '__main__': COMMANDS[name] = (help, fn)
         return fn
     return deco
 

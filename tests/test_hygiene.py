@@ -64,6 +64,8 @@ def test_dvc_deps_exist():
     deps = list(_stage_deps())
     assert deps, 'dvc.yaml has no stage with deps'
     produced = set()
+    for dvcfile in (p for p in ROOT.glob('*.dvc') if p.is_file()):   # DVC-tracked data (data.dvc): fetched, not in git
+        for o in yaml.safe_load(dvcfile.read_text()).get('outs', []): produced.add(o['path'])
     for st in yaml.safe_load((ROOT/'dvc.yaml').read_text())['stages'].values():
         for key in ('outs', 'metrics', 'plots'):
             for o in st.get(key, []) or []:
