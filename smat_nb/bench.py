@@ -104,7 +104,7 @@ def time_updates(method: str, backbone: nn.Module, ep: Episode, cfg: MetaTuneCon
         if u >= warmup: times.append(time.perf_counter() - t0)
     peak = peak_mib(device)
     del learner, opts
-    return {'seconds_per_task': float(np.median(times)) / cfg.meta_batch, 'peak_mib': peak}
+    return {'seconds_per_task': float(np.median(times)) / cfg.meta_batch if times else float('nan'), 'peak_mib': peak}
 
 def time_merge(backbone: nn.Module, cfg: MetaTuneConfig, device='cpu', reps: int = 5) -> float:
     "Seconds per task of the merge: task_params forward + backward, plus 1/meta_batch of the gates' work."
