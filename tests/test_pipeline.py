@@ -1,0 +1,83 @@
+"""The smoke profile through `dvc repro` in a scratch copy of the repository: every file the README's
+table/figure map lists is produced, and a second `dvc repro` has nothing to do."""
+import dataclasses, os, re, shutil, subprocess, time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from smat_nb.meta_tuning import MetaTuneConfig
+
+# F2's subset runs need meta_tune.num_domains (issue 7); until 11_meta_tuning has it, F2 is left out here.
+HAS_NUM_DOMAINS = 'num_domains' in {f.name for f in dataclasses.fields(MetaTuneConfig)}
+F2_STAGES = {'f2_diversity'} | {f'meta_tune@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')} \
+            | {f'evaluate@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')}
+
+def readme_files() -> dict:
+    "{id: [files]} of the README's '## Tables and figures' map."
+    text = (ROOT/'README.md').read_text()
+    sec = text.split('## Tables and figures', 1)[1].split('\n## ', 1)[0]
+    out = {}
+    for line in sec.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) >= 3 and cells[0] and not set(cells[0]) <= {'-'} and cells[0] != 'id':
+            out[cells[0]] = re.findall(r'`([^`]+\.[a-z]+)`', cells[2])
+    return out
+
+def test_readme_map_lists_every_table_and_figure():
+    files = readme_files()
+    assert {'T1', 'T2', 'F1', 'F2', 'F3', 'F4', 'F5', 'C'} <= set(files), sorted(files)
+    assert all(files[k] for k in files), files
+
+def _dvc(args, cwd, timeout=900):
+    r = subprocess.run(['dvc', *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, 'DVC_NO_ANALYTICS': '1', 'PYTHONDONTWRITEBYTECODE': '1'})
+    assert r.returncode == 0, f'dvc {" ".join(args)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}'
+    return r.stdout
+
+@pytest.fixture(scope='module')
+def smoke_repo(tmp_path_factory):
+    "A copy of the tracked files on the smoke profile, reproduced once with `dvc repro`."
+    d = tmp_path_factory.mktemp('pipeline')/'repo'
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT/f).is_file() and not f.startswith(('figures/', 'results/')) and f != 'dvc.lock':
+            (d/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT/f, d/f)
+    p = d/'params.yaml'
+    text = p.read_text()
+    assert '\nprofile: tiny\n' in text
+    p.write_text(text.replace('\nprofile: tiny\n', '\nprofile: smoke\n'))
+    (d/'data.dvc').unlink(missing_ok=True)          # the smoke benchmark is generated: no raw data to fetch
+    (d/'data').mkdir(exist_ok=True); (d/'data'/'README.txt').write_text('smoke profile: no raw data\n')
+    subprocess.run(['git', 'init', '-q'], cwd=d, check=True)
+    targets = [] if HAS_NUM_DOMAINS else [s for s in _stages(d) if s not in F2_STAGES]
+    t0 = time.perf_counter()
+    _dvc(['repro', '--single-item', *targets] if targets else ['repro'], d, timeout=900)
+    return d, time.perf_counter() - t0, targets
+
+def _stages(d) -> list:
+    out = subprocess.run(['dvc', 'stage', 'list', '--name-only'], cwd=d, capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+def test_smoke_repro_makes_every_mapped_file(smoke_repo):
+    d, secs, targets = smoke_repo
+    print(f'smoke dvc repro: {secs:.0f} s')
+    assert secs < 600, f'the smoke pipeline took {secs:.0f} s; the budget is 10 minutes'
+    expected = {k: v for k, v in readme_files().items() if HAS_NUM_DOMAINS or k != 'F2'}
+    missing = [f for fs in expected.values() for f in fs if not (d/f).exists()]
+    assert not missing, f'dvc repro did not write {missing}'
+    assert (d/'results'/'eval'/'pre_lora.json').exists() and (d/'results'/'runs'/'m16_t90'/'summary.json').exists()
+
+def test_second_repro_does_nothing(smoke_repo):
+    d, _, targets = smoke_repo
+    out = _dvc(['repro', '--single-item', *targets] if targets else ['repro'], d)
+    assert 'Running stage' not in out, out[-3000:]
+    st = _dvc(['status', *targets], d)
+    assert 'up to date' in st, st[-3000:]
+
+@pytest.mark.xfail(not HAS_NUM_DOMAINS, reason='F2 needs meta_tune.num_domains in nbs/11_meta_tuning.ipynb (issue 7)',
+                   strict=True, run=False)
+def test_f2_diversity_stage(smoke_repo):
+    d, _, _ = smoke_repo
+    assert (d/'figures'/'f2_diversity.png').exists()
