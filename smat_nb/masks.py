@@ -184,10 +184,37 @@ def gate_weight(layout: ParamLayout) -> torch.Tensor:
     return torch.zeros(layout.n_gates).index_add_(0, idx, torch.ones(layout.n_tuned))
 
 # %% ../nbs/02_masks.ipynb #8245211d
+class _ExpertDensity(torch.autograd.Function):
+    "rho_m = sum_j w_j sigmoid(x_mj + c) / sum_j w_j, in chunks; the backward recomputes the sigmoid (nothing (M, G) is saved)."
+    @staticmethod
+    def forward(ctx, x, weight):
+        c = -BETA * math.log(-GAMMA / ZETA)
+        x = x.contiguous(); M, G = x.shape
+        total = x.new_zeros(M)
+        step = G if x.device.type != 'cpu' else max(1, CPU_CHUNK // M)
+        for i in range(0, G, step):
+            p = torch.sigmoid(x[:, i:i + step] + c)
+            total += p.sum(1) if weight is None else p @ weight[i:i + step]
+        norm = float(G) if weight is None else float(weight.sum())
+        ctx.save_for_backward(x, weight) if weight is not None else ctx.save_for_backward(x)
+        ctx.c, ctx.norm, ctx.step = c, norm, step
+        return total / norm
+
+    @staticmethod
+    def backward(ctx, g):
+        x = ctx.saved_tensors[0]; weight = ctx.saved_tensors[1] if len(ctx.saved_tensors) > 1 else None
+        out = torch.empty_like(x)
+        G, coef = x.shape[1], (g / ctx.norm)[:, None]
+        for i in range(0, G, ctx.step):
+            p = torch.sigmoid(x[:, i:i + ctx.step] + ctx.c)
+            o = out[:, i:i + ctx.step]
+            torch.mul(p, 1 - p, out=o); o.mul_(coef)
+            if weight is not None: o.mul_(weight[i:i + ctx.step])
+        return out, None
+
 def expert_density(log_alpha: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     "Expected density of each expert (M,), from mask logits (M, G), each gate counted `weight` times."
-    p = expected_density(log_alpha)
-    return p.mean(-1) if weight is None else (p @ weight) / weight.sum()
+    return _ExpertDensity.apply(log_alpha, weight)
 
 @torch.no_grad()
 def measured_sparsity(gates: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
