@@ -102,6 +102,7 @@ from .cli import command
 class EvalConfig:
     "The `evaluate` section of params.yaml (defaults: the paper's protocol, smat_spec.md §5)."
     episodes: int = 600
+    finetune_episodes: int | None = None  # episodes per domain for +full/+LoRA (None: `episodes`)
     episode_mode: str = 'md'
     ways: int = 5
     shots: int = 5
@@ -121,6 +122,8 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.episodes < 1: raise ValueError(f'evaluate.episodes: {self.episodes}, need >= 1')
+        if self.finetune_episodes is not None and self.finetune_episodes < 1:
+            raise ValueError(f'evaluate.finetune_episodes: {self.finetune_episodes}, need >= 1 (or null: as many as episodes)')
         if self.lr is not None and self.lr < 0: raise ValueError(f'evaluate.lr: {self.lr} must be >= 0 (or null to select)')
 
 def _task_model_for(method: str, model_path, params, profile):
@@ -167,7 +170,8 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
                 lr, scores = select_lr(tm, eps, mode, grid, generator=torch.Generator().manual_seed(cfg.seed), **adapt_kw)
             adapt_kw['lr'] = lr
             adapt_kw['generator'] = torch.Generator().manual_seed(cfg.seed)
-        r = evaluate_domain(tm, samp, cfg.episodes, mode, progress=progress, desc=d, **adapt_kw)
+        n_ep = cfg.episodes if mode == 'zero-shot' or cfg.finetune_episodes is None else cfg.finetune_episodes
+        r = evaluate_domain(tm, samp, n_ep, mode, progress=progress, desc=d, **adapt_kw)
         r.update(role=roles[d], lr=lr, lr_scores={str(k): v for k, v in scores.items()} if scores else None)
         results[d] = r
     ids = [d for d in results if roles[d] == 'id']; oods = [d for d in results if roles[d] == 'ood']

@@ -78,3 +78,14 @@ def test_wrong_model_for_method_is_refused(smoke, monkeypatch):
     run_meta_tune(params, 'pmf', progress=False)
     with pytest.raises(ValueError, match="holds a 'pmf' model, not 'smat'"):
         run_evaluation(params, 'smat', d/'results/runs/pmf/best', 'zero-shot', progress=False)
+
+def test_finetune_episodes_scores_fewer_fine_tuning_episodes(smoke, monkeypatch):
+    d, params = smoke
+    monkeypatch.chdir(d)
+    run_meta_tune(params, 'smat', progress=False)
+    full = run_evaluation(params, 'smat', d/'results/runs/smat/best', 'full', out=d/'ft2.json',
+                          overrides={'finetune_episodes': 2}, progress=False)
+    zs = run_evaluation(params, 'smat', d/'results/runs/smat/best', 'zero-shot', out=d/'zs.json',
+                        overrides={'finetune_episodes': 2}, progress=False)
+    assert all(r['n'] == 2 for r in full['domains'].values())          # fine-tuning: the first 2 episodes
+    assert all(r['n'] == 3 for r in zs['domains'].values())            # zero-shot: all `episodes`
