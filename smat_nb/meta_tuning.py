@@ -100,6 +100,7 @@ class MetaTuneConfig:
     max_query: int = 10
     max_support: int = 500
     max_support_per_class: int = 100
+    num_domains: int = 0                # meta-train (and validate) on the first N ID domains only; 0: all (F2)
     augment: bool = True                # random resized crop, colour jitter 0.4, flip
     crop_scale_min: float = 0.08
     flip: bool = True
@@ -120,6 +121,7 @@ class MetaTuneConfig:
         checks = [(0 <= self.tau < 1, 'tau', 'in [0, 1) (a fraction of zeros)'),
                   (self.num_experts >= 1, 'num_experts', '>= 1'),
                   (self.meta_batch >= 1 and self.tasks >= 1, 'meta_batch/tasks', '>= 1'),
+                  (self.num_domains >= 0, 'num_domains', '>= 0 (0: every ID domain)'),
                   (self.episode_mode in ('md', 'fixed') and self.val_mode in ('md', 'fixed'), 'episode_mode/val_mode', "'md' or 'fixed'"),
                   (self.amp in ('none', 'bf16', 'fp16'), 'amp', "one of none, bf16, fp16"),
                   (self.kd_direction in ('reverse', 'forward'), 'kd_direction', "'reverse' or 'forward'"),
@@ -590,6 +592,12 @@ def run_meta_tune(params: dict, method: str, profile: str | None = None, out=Non
                             shots=cfg.shots, queries=cfg.queries, train=True, **lim)
     val = domain_samplers(params, profile, 'id', 'valid', seed=cfg.seed + 1, mode=cfg.val_mode, ways=cfg.ways,
                           shots=cfg.shots, queries=cfg.queries, **lim) if cfg.val_every else {}
+    if cfg.num_domains:                                   # F2: task diversity, the first N ID domains in benchmark order
+        if cfg.num_domains > len(train):
+            raise ValueError(f"meta_tune.num_domains={cfg.num_domains}, but there are only {len(train)} ID domains "
+                             f"({', '.join(train)}); use 0 (all) or at most {len(train)}")
+        keep = list(train)[:cfg.num_domains]
+        train = {d: train[d] for d in keep}; val = {d: s for d, s in val.items() if d in keep}
     return meta_tune(method, load_backbone(params, profile), train, val, cfg, out or Path(out_root)/method, progress)
 
 def _mt_args(p):
