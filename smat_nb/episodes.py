@@ -13,7 +13,7 @@ import torch
 
 # %% auto #0
 __all__ = ['MD_LIMITS', 'episode_seed', 'episode_rng', 'PlanItem', 'md_episode_plan', 'check_md_plan', 'fixed_episode_plan',
-           'hierarchical_plan', 'draw_indices', 'Episode', 'EpisodeSampler']
+           'hierarchical_plan', 'draw_indices', 'Episode', 'EpisodeSampler', 'EpisodeConfig']
 
 # %% ../nbs/05_episodes.ipynb #02d1f4a4
 def episode_seed(seed: int, domain: str, split: str, index: int) -> int:
@@ -195,3 +195,27 @@ class EpisodeSampler:
             return x if self.dtype == torch.uint8 else x.to(self.dtype).div_(255)
         return Episode(t(si), torch.from_numpy(ys), t(qi), torch.from_numpy(yq),
                        torch.tensor([p.cls for p in plan]))
+
+# %% ../nbs/05_episodes.ipynb #ec089ef4
+from dataclasses import dataclass
+
+@dataclass
+class EpisodeConfig:
+    "How episodes are drawn: the Meta-Dataset rule with its limits, or fixed N-way K-shot."
+    episode_mode: str = 'md'            # 'md' (variable way/shot, smat_spec.md §4) or 'fixed' (ways/shots/queries)
+    ways: int = 5
+    shots: int = 5
+    queries: int = 10
+    max_ways: int = 50
+    max_query: int = 10
+    max_support: int = 500
+    max_support_per_class: int = 100
+
+    def limits(self) -> dict:
+        "The Meta-Dataset limits (keyword arguments of `md_episode_plan`)."
+        return dict(max_ways=self.max_ways, max_query=self.max_query, max_support=self.max_support,
+                    max_support_per_class=self.max_support_per_class)
+
+    def sampler_kwargs(self) -> dict:
+        "Keyword arguments of `EpisodeSampler` for this rule."
+        return dict(mode=self.episode_mode, ways=self.ways, shots=self.shots, queries=self.queries, **self.limits())

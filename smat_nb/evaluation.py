@@ -96,21 +96,14 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import from_dict, load_params, stage_params, write_json, set_threads, seed_everything
 from .adaptation import select_lr, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
+from .episodes import EpisodeConfig
 from .cli import command
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EpisodeConfig):
     "The `evaluate` section of params.yaml (defaults: the paper's protocol, smat_spec.md §5)."
     episodes: int = 600
     finetune_episodes: int | None = None  # episodes per domain for +full/+LoRA (None: `episodes`)
-    episode_mode: str = 'md'
-    ways: int = 5
-    shots: int = 5
-    queries: int = 10
-    max_ways: int = 50
-    max_query: int = 10
-    max_support: int = 500
-    max_support_per_class: int = 100
     seed: int = 0
     steps: int = 50                       # fine-tuning steps (+full, +LoRA)
     lr: float | None = None               # a fixed fine-tuning lr; None: select per domain from the grid
@@ -146,8 +139,7 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
     cfg = from_dict(EvalConfig, sec, 'evaluate')
     set_threads(cfg.threads); seed_everything(cfg.seed)
     tm, src = _task_model_for(method, model_path, params, profile)
-    lim = dict(max_ways=cfg.max_ways, max_query=cfg.max_query, max_support=cfg.max_support, max_support_per_class=cfg.max_support_per_class)
-    kw = dict(mode=cfg.episode_mode, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, **lim)
+    kw = cfg.sampler_kwargs()
     roles = {}
     samplers = {}
     for role, split in (('id', 'test'), ('ood', 'test')):

@@ -28,6 +28,7 @@ from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_c
                               rng_state, set_rng_state, JsonlLog, check_finite, dist_setup, average_gradients,
                               dist_mean, is_main, broadcast_buffers)
 from .evaluation import to_input
+from .episodes import EpisodeConfig
 
 # %% auto #0
 __all__ = ['METHODS', 'BOOKKEEPING', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task',
@@ -52,7 +53,7 @@ def method_spec(method: str) -> dict:
 
 # %% ../nbs/11_meta_tuning.ipynb #736f76a8
 @dataclass
-class MetaTuneConfig:
+class MetaTuneConfig(EpisodeConfig):
     "Every knob of meta-tuning (the `meta_tune` section of params.yaml). Defaults: the release's ViT-S config."
     # experts (smat_spec.md §2, §9)
     num_experts: int = 8
@@ -91,15 +92,7 @@ class MetaTuneConfig:
     warmup_units: float = 5
     horizon_units: float = 50           # hard-coded 50 in the release, while ViT-S trains 25
     first_unit_lr: float | None = 1e-6  # epoch 0 runs the main optimiser at 1e-6 (None: no special first unit)
-    # episodes (smat_spec.md §4)
-    episode_mode: str = 'md'            # 'md' (variable way/shot) or 'fixed' (ways/shots/queries)
-    ways: int = 5
-    shots: int = 5
-    queries: int = 10
-    max_ways: int = 50
-    max_query: int = 10
-    max_support: int = 500
-    max_support_per_class: int = 100
+    # episodes (smat_spec.md §4): episode_mode, ways, shots, queries and the limits come from EpisodeConfig
     num_domains: int = 0                # meta-train (and validate) on the first N ID domains only; 0: all (F2)
     augment: bool = True                # random resized crop, colour jitter 0.4, flip
     crop_scale_min: float = 0.08
@@ -137,10 +130,6 @@ class MetaTuneConfig:
 
     def schedule(self) -> Schedule:
         return Schedule(self.schedule_unit, self.warmup_units, self.horizon_units, self.first_unit_lr)
-
-    def limits(self) -> dict:
-        return dict(max_ways=self.max_ways, max_query=self.max_query, max_support=self.max_support,
-                    max_support_per_class=self.max_support_per_class)
 
 # %% ../nbs/11_meta_tuning.ipynb #bcbd460c
 def build_learner(method: str, backbone: nn.Module, cfg: MetaTuneConfig) -> nn.Module:
