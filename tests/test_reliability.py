@@ -391,29 +391,26 @@ def test_nothing_in_the_project_unpickles_a_file():
     uses = [label for label, text in sources if TORCH_LOAD.search(text)]
     assert 'smat_nb/backbones.py' in uses        # the one third-party reader, and it passes weights_only=True
 
-def test_resuming_a_run_with_another_architecture_is_refused_by_name(ws, monkeypatch, capsys):
-    monkeypatch.chdir(ws)
-    params, out = load_params('params.yaml'), ws/'runs'/'arch'
-    cfg, _ = mt.meta_tune_config(params, None, {'tasks': 24, 'checkpoint_every': 4, 'threads': 1, 'num_experts': 2})
+def _interrupted_then_resumed(ws, name, first: dict, again: list, capsys):
+    "Stop a smoke SMAT run after 3 updates (first settings), resume it with `again` (--set pairs); (rc, stderr, before, after)."
+    params, out = load_params('params.yaml'), ws/'runs'/name
+    cfg, _ = mt.meta_tune_config(params, None, {'tasks': 24, 'checkpoint_every': 4, 'threads': 1, **first})
     train = mt.domain_samplers(params, None, 'id', 'train', seed=0, mode='fixed', ways=5, shots=2, queries=2, train=True)
     assert mt.meta_tune('smat', mt.load_backbone(params), train, {}, cfg, out, progress=False, stop_after=3) is None
     before = snapshot(out)
     rc = smat_main(['meta-tune', '--method', 'smat', '--quiet', '--out', str(out),
-                    '--set', 'tasks=24', 'checkpoint_every=4', 'threads=1', 'num_experts=3'])
-    err = capsys.readouterr().err
+                    '--set', 'tasks=24', 'checkpoint_every=4', 'threads=1', *again])
+    return rc, capsys.readouterr().err, out, before
+
+def test_resuming_a_run_with_another_architecture_is_refused_by_name(ws, monkeypatch, capsys):
+    monkeypatch.chdir(ws)
+    rc, err, out, before = _interrupted_then_resumed(ws, 'arch', {'num_experts': 2}, ['num_experts=3'], capsys)
     assert rc == 1 and err.count('\n') == 1 and 'task_00000004.safetensors: checkpoint from another architecture' in err, err
     assert f'Delete {out/"checkpoints"}' in err and snapshot(out) == before
 
 def test_resuming_with_other_settings_is_refused(ws, monkeypatch, capsys):
     "Same architecture, another tau: resuming would mix two settings, so it is refused by name."
     monkeypatch.chdir(ws)
-    params, out = load_params('params.yaml'), ws/'runs'/'tau'
-    cfg, _ = mt.meta_tune_config(params, None, {'tasks': 24, 'checkpoint_every': 4, 'threads': 1})
-    train = mt.domain_samplers(params, None, 'id', 'train', seed=0, mode='fixed', ways=5, shots=2, queries=2, train=True)
-    assert mt.meta_tune('smat', mt.load_backbone(params), train, {}, cfg, out, progress=False, stop_after=3) is None
-    before = snapshot(out)
-    rc = smat_main(['meta-tune', '--method', 'smat', '--quiet', '--out', str(out),
-                    '--set', 'tasks=24', 'checkpoint_every=4', 'threads=1', 'tau=0.3'])
-    err = capsys.readouterr().err
+    rc, err, out, before = _interrupted_then_resumed(ws, 'tau', {}, ['tau=0.3'], capsys)
     assert rc == 1 and 'other settings (tau)' in err and f'Delete {out/"checkpoints"}' in err, err
     assert snapshot(out) == before
