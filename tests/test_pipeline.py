@@ -9,7 +9,7 @@ import yaml
 from conftest import ROOT
 from smat_nb.meta_tuning import MetaTuneConfig
 
-# F2's subset runs need meta_tune.num_domains (issue 7); until 11_meta_tuning has it, F2 is left out here.
+# F2's subset runs use meta_tune.num_domains; the guard below keeps the test meaningful if that key is ever removed.
 HAS_NUM_DOMAINS = 'num_domains' in {f.name for f in dataclasses.fields(MetaTuneConfig)}
 F2_STAGES = {'f2_diversity'} | {f'meta_tune@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')} \
             | {f'evaluate@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')}
