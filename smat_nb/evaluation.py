@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 from .adaptation import adapt
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'to_input', 'mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise',
-           'EvalConfig', 'run_evaluation', 'evaluate_cmd']
+__all__ = ['to_input', 'mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise', 'EvalConfig', 'run_evaluation',
+           'evaluate_cmd']
 
 # %% ../nbs/13_evaluation.ipynb #f3c29f13
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from .data import IMAGENET_MEAN, IMAGENET_STD    # the release's normalisation, shared with the PIL transforms
 
 def to_input(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None) -> torch.Tensor:
     "uint8 (or [0,1] float) images (N, 3, H, W) -> normalised float32 on `device`."
