@@ -92,6 +92,7 @@ def summarise(results: dict, id_domains: Sequence[str] = (), ood_domains: Sequen
 
 # %% ../nbs/13_evaluation.ipynb #d5cb7254
 import json, time
+from torch import nn
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import from_dict, load_params, stage_params, write_json, set_threads, seed_everything
@@ -120,8 +121,11 @@ class EvalConfig(EpisodeConfig):
         if self.lr is not None and self.lr < 0: raise ValueError(f'evaluate.lr: {self.lr} must be >= 0 (or null to select)')
 
 def _task_model_for(method: str, model_path, params, profile):
-    "(task_model function, description) for a trained model or 'pre'."
+    "(task_model function, description) for a trained model, 'pre' or 'pixels'."
     from smat_nb.meta_tuning import load_model, task_model, load_backbone
+    if method == 'pixels':                                 # the sanity floor: a cosine ProtoNet on normalised pixels
+        flat = nn.Flatten()
+        return (lambda sx, sy: flat), 'raw pixels'
     if method == 'pre':
         bb = load_backbone(params, profile, checkpoint=str(model_path) if model_path else None)
         return (lambda sx, sy: bb), str(model_path or stage_params(params, 'backbone', profile).get('checkpoint'))
@@ -134,6 +138,8 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
     "Evaluate one model in one mode on every test domain; write and return the metrics."
     from smat_nb.meta_tuning import domain_samplers
     if mode not in MODES: raise ValueError(f"evaluate: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if method == 'pixels' and mode != 'zero-shot':
+        raise ValueError(f"evaluate: 'pixels' has no parameters to fine-tune; use --mode zero-shot, not {mode!r}")
     sec = dict(stage_params(params, 'evaluate', profile)); sec.update(overrides or {})
     out_dir = sec.pop('out_dir', 'results/eval')
     cfg = from_dict(EvalConfig, sec, 'evaluate')
@@ -176,7 +182,7 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
 
 def _eval_args(p):
     p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
-    p.add_argument('--method', required=True, help="'pre' or a meta-tuned method (smat, pmf, softmerge, ...)")
+    p.add_argument('--method', required=True, help="'pre', 'pixels' or a meta-tuned method (smat, pmf, softmerge, ...)")
     p.add_argument('--model', default=None, help="trained model path without suffix, e.g. results/runs/smat/best ('pre': the backbone checkpoint)")
     p.add_argument('--mode', default='zero-shot', choices=MODES, help='inference mode (default: zero-shot)')
     p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
@@ -189,7 +195,7 @@ def _eval_args(p):
 def evaluate_cmd(args):
     from smat_nb.meta_tuning import parse_sets
     params = load_params(args.params)
-    if args.method != 'pre' and not args.model: raise ValueError('--model is required for a meta-tuned method (e.g. results/runs/smat/best)')
+    if args.method not in ('pre', 'pixels') and not args.model: raise ValueError('--model is required for a meta-tuned method (e.g. results/runs/smat/best)')
     m = run_evaluation(params, args.method, args.model, args.mode, args.profile, args.out, args.domains, parse_sets(args.set), not args.quiet)
     for d, r in m['summary'].items(): print(f"{d:12s} {r['mean']:6.2f} ± {r['ci95']:.2f}")
     return 0
