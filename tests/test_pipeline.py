@@ -17,7 +17,7 @@ F2_STAGES = {'f2_diversity'} | {f'meta_tune@{k}' for k in ('div1_pmf', 'div1_sma
 def readme_files() -> dict:
     "{id: [files]} of the README's '## Tables and figures' map."
     text = (ROOT/'README.md').read_text()
-    sec = text.split('## Tables and figures', 1)[1].split('\n## ', 1)[0]
+    sec = re.split(r'\n#+ ', text.split('## Tables and figures', 1)[1], maxsplit=1)[0]   # up to the next heading
     out = {}
     for line in sec.splitlines():
         cells = [c.strip() for c in line.strip().strip('|').split('|')]
