@@ -59,7 +59,7 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None, p: f
 def finetune(model: nn.Module, params: Sequence[torch.Tensor], support_x, support_y, query_x, *, steps: int = 50,
              lr: float = 1e-4, weight_decay: float = 0.01, augment: bool = True, n_way: int | None = None,
              scale: float = 10.0, generator: torch.Generator | None = None, p_aug: float = 0.9):
-    "Fine-tune `params` of `model` on the support for `steps` AdamW steps; return the final query logits."
+    "Fine-tune `params` of `model` on the support for `steps` AdamW steps; return the final query logits (None if `query_x` is None)."
     if lr < 0: raise ValueError(f'finetune: lr must be >= 0, got {lr}')
     params = list(params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -68,7 +68,7 @@ def finetune(model: nn.Module, params: Sequence[torch.Tensor], support_x, suppor
         xa = diff_augment(support_x, generator, p=p_aug) if augment else support_x
         loss = F.cross_entropy(cosine_logits(features(model, xa), protos, scale), support_y)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    return zero_shot(model, support_x, support_y, query_x, n_way, scale)
+    return None if query_x is None else zero_shot(model, support_x, support_y, query_x, n_way, scale)
 
 def adapt_full(model: nn.Module, support_x, support_y, query_x, *, lr: float = 1e-4, steps: int = 50, **kw):
     "+full: fine-tune every weight of a copy of `model`; the input model is untouched."
@@ -123,7 +123,7 @@ def adapt_lora(model: nn.Module, support_x, support_y, query_x, *, lr: float = 1
     params = add_lora(model, r, alpha, dropout)
     try:
         model.train()      # LoRA dropout is active while fitting
-        logits_fit = finetune(model, params, support_x, support_y, query_x, lr=lr_mult * lr, steps=steps, **kw)
+        finetune(model, params, support_x, support_y, None, lr=lr_mult * lr, steps=steps, **kw)   # fit only: no scoring in train mode
         model.eval()
         return zero_shot(model, support_x, support_y, query_x, kw.get('n_way'))
     finally:
