@@ -1,5 +1,5 @@
 # The two README commands. Each one alone sets everything up on a fresh clone.
-#   make test       venv + pinned install, check library/notebook sync, run pytest
+#   make test       venv + pinned install, check library/notebook sync, lint the library, run pytest
 #   make reproduce  venv + pinned install, fetch the benchmark's raw data, dvc repro (default profile)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.smat-installed
 PYTEST_ARGS ?=
 
-.PHONY: test reproduce install sync-check data notebooks-test lab clean-venv
+.PHONY: test reproduce install sync-check lint data notebooks-test lab clean-venv
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(STAMP)
 sync-check: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_hygiene.py -k sync
 
-test: install sync-check
+# pyflakes rules over the exported library ([tool.ruff] in pyproject.toml); fix findings in nbs/, then export.
+lint: install
+	$(BIN)/ruff check smat_nb
+
+test: install sync-check lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 data: install

@@ -5,20 +5,20 @@ ProtoNet meta-tuning (PMF) and the plain backbone, on the same episode, in one p
 
 # %% ../nbs/15_bench.ipynb #e6447501
 from __future__ import annotations
-import gc, json, math, os, platform, time
-from dataclasses import asdict
+import gc, platform, time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .core import write_json, set_threads, seed_everything
+from .core import write_json, set_threads, seed_everything, command
 from .backbones import create_backbone
 from .episodes import Episode
-from .meta_tuning import MetaTuneConfig, build_learner, make_optimizers, smat_task, dense_task, _amp, method_spec
-from .objective import clamp_multipliers_
-from .cli import command
+from .training import amp_context
+from .domains import to_input
+from .methods import MetaTuneConfig, get_method
+from .meta_tuning import TrainState, train_update
 
 # %% auto #0
 __all__ = ['RELEASE_RATIO', 'SHAPES', 'ideal_ratio', 'reset_peak', 'peak_mib', 'synthetic_episode', 'time_updates', 'time_merge',
@@ -73,42 +73,28 @@ def synthetic_episode(ways=5, shots=5, queries=10, img_size=32, seed=0) -> Episo
 def _sync(device):
     if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)
 
-def _to_input(ep, device):
-    from smat_nb.evaluation import to_input
-    return to_input(ep.support, device=device), ep.support_labels.to(device), to_input(ep.query, device=device), ep.query_labels.to(device)
+class _Repeat:
+    "A task source that serves the same episode for every task index."
+    def __init__(self, ep: Episode): self.ep = ep
+    def __getitem__(self, i): return 'synthetic', self.ep
 
 def time_updates(method: str, backbone: nn.Module, ep: Episode, cfg: MetaTuneConfig, device='cpu', updates: int = 2, warmup: int = 1) -> dict:
-    "Seconds per task and peak memory of meta-training `method` on `ep` repeated (meta-batch cfg.meta_batch)."
-    spec = method_spec(method)
-    learner = build_learner(method, backbone, cfg).to(device).train()
-    masks = spec['kind'] == 'smat' and learner.mask_logits is not None
-    lam = nn.Parameter(torch.zeros(cfg.num_experts, device=device)) if masks else None
-    opts = make_optimizers(method, learner, lam, cfg)
-    task = _to_input(ep, device); n_way = int(ep.support_labels.max()) + 1
-    times = []
+    "Seconds per task and peak memory of the real meta-training update (`train_update`) of `method` on `ep` repeated."
+    st = TrainState.build(method, backbone, cfg, device)
+    source, times = _Repeat(ep), []
     reset_peak(device)
     for u in range(warmup + updates):
         _sync(device); t0 = time.perf_counter()
-        gb = learner.gate_batch(training=True) if spec['kind'] == 'smat' else None
-        for j in range(cfg.meta_batch):
-            with _amp(cfg, torch.device(device)):
-                if spec['kind'] == 'dense': dense_task(learner, task, cfg, 1 / cfg.meta_batch, None, n_way)
-                else: smat_task(learner, task, cfg, spec['kd'], gb, torch.Generator().manual_seed(j), 1 / cfg.meta_batch, None, n_way)
-        if masks:
-            rho = learner.expected_density(); (lam.detach() * rho).sum().backward()
-        if gb is not None: gb.backward()
-        for o in opts.values():
-            if o is not None: o.step(); o.zero_grad(set_to_none=True)
-        if masks: clamp_multipliers_(lam); learner.clamp_()
+        train_update(st, source, cfg, u, device=device)
         _sync(device)
         if u >= warmup: times.append(time.perf_counter() - t0)
     peak = peak_mib(device)
-    del learner, opts
+    del st
     return {'seconds_per_task': float(np.median(times)) / cfg.meta_batch if times else float('nan'), 'peak_mib': peak}
 
 def time_merge(backbone: nn.Module, cfg: MetaTuneConfig, device='cpu', reps: int = 5) -> float:
     "Seconds per task of the merge: task_params forward + backward, plus 1/meta_batch of the gates' work."
-    smat = build_learner('smat', backbone, cfg).to(device).train()
+    smat = get_method('smat').build(backbone, cfg).to(device).train()
     alpha = torch.full((cfg.num_experts,), 1 / cfg.num_experts, device=device, requires_grad=True)
     def one_batch():
         gb = smat.gate_batch(training=True)
@@ -125,17 +111,17 @@ def time_merge(backbone: nn.Module, cfg: MetaTuneConfig, device='cpu', reps: int
 @torch.no_grad()
 def time_inference(backbone: nn.Module, cfg: MetaTuneConfig, ep: Episode, device='cpu', reps: int = 21) -> dict:
     "Zero-shot forward time of the merged model against the plain backbone, interleaved so drift hits both alike."
-    smat = build_learner('smat', backbone, cfg).to(device).eval()
+    smat = get_method('smat').build(backbone, cfg).to(device).eval()
     with torch.no_grad(): smat.delta.normal_(0, 1e-3)
     merged = smat.merge(torch.full((cfg.num_experts,), 1 / cfg.num_experts, device=device))
     plain = backbone.to(device).eval()
-    x = torch.cat(_to_input(ep, device)[::2])
+    x = torch.cat([to_input(ep.support, device=device), to_input(ep.query, device=device)])
     models = {'backbone': plain, 'merged': merged}
     ts = {k: [] for k in models}
     for i in range(reps + 2):
         for name in (('backbone', 'merged') if i % 2 else ('merged', 'backbone')):
             _sync(device); t0 = time.perf_counter()
-            with _amp(cfg, torch.device(device)): models[name](x)
+            with amp_context(cfg.amp, device): models[name](x)
             _sync(device)
             if i >= 2: ts[name].append(time.perf_counter() - t0)
     out = {k: float(np.median(v)) for k, v in ts.items()}
@@ -155,7 +141,7 @@ def bench(shapes=('tiny', 'vit_small_128'), device='cpu', amp: str = 'none', way
         sh = SHAPES[name]
         seed_everything(0)
         bb = create_backbone(sh['preset'], img_size=sh['img_size'])
-        cfg = MetaTuneConfig(num_experts=num_experts, structured=sh['structured'], meta_batch=4, amp=amp,
+        cfg = MetaTuneConfig(num_experts=num_experts, structured=sh['structured'], meta_batch=4, amp=amp, augment=False,
                              delta_lr=1e-4, first_unit_lr=None)
         ep = synthetic_episode(ways, shots, queries, sh['img_size'])
         S, Q = len(ep.support), len(ep.query)

@@ -13,20 +13,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .core import atomic_write, write_json, from_dict, resolve_profile, load_params, stage_params
+from .core import atomic_write, write_json, load_params, stage_params, command, common_args, sha256_file
 from .data import ArrayDomain, MDDomain, FolderDomain, read_class_splits, read_dataset_spec, resize_center, SPLITS
-from .cli import command
 
 # %% auto #0
 __all__ = ['SOURCES', 'SOURCE_SHA256', 'PIP_PLATFORM', 'DATA_README', 'SCRIPTS', 'SCRIPT_WEIGHTS', 'ICON_VARIANTS',
            'LOGO_VARIANTS', 'FLAG_VARIANTS', 'EMOJI_VENDORS', 'EMOJI_PRETRAIN', 'EMOJI_OOD', 'CJK_FAMILIES',
-           'SYNTHETIC_DOMAINS', 'Source', 'sha256_file', 'fetch_source', 'fetch_data', 'Archive', 'source_archive',
-           'FontFace', 'IconSet', 'hash_split', 'DomainBuilder', 'build_scripts', 'build_icons', 'build_logos',
-           'build_flags', 'emoji_classes', 'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits',
-           'build_synthetic', 'BenchmarkConfig', 'embedded_builders', 'write_benchmark', 'describe_meta_dataset',
-           'build_benchmark', 'load_summary', 'load_domain', 'domains_with_role', 'episodes_per_second',
-           'sources_table', 'by_role', 'counts_table', 'datasheet_counts', 'summary_counts', 'fetch_data_cmd',
-           'build_benchmark_cmd', 'sample_rows', 'plot_benchmark_samples']
+           'SYNTHETIC_DOMAINS', 'Source', 'fetch_source', 'fetch_data', 'Archive', 'source_archive', 'FontFace',
+           'IconSet', 'hash_split', 'DomainBuilder', 'build_scripts', 'build_icons', 'build_logos', 'build_flags',
+           'emoji_classes', 'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits', 'build_synthetic',
+           'BenchmarkConfig', 'embedded_builders', 'write_benchmark', 'describe_meta_dataset', 'build_benchmark',
+           'load_summary', 'load_domain', 'domains_with_role', 'episodes_per_second', 'sources_table', 'by_role',
+           'counts_table', 'datasheet_counts', 'summary_counts', 'fetch_data_cmd', 'build_benchmark_cmd', 'sample_rows',
+           'plot_benchmark_samples']
 
 # %% ../nbs/07_benchmark.ipynb #caf54a9f
 @dataclass(frozen=True)
@@ -105,13 +104,6 @@ SOURCE_SHA256 = {
 # %% ../nbs/07_benchmark.ipynb #a26bfedb
 PIP_PLATFORM = ['--only-binary=:all:', '--platform', 'manylinux_2_27_x86_64', '--platform', 'manylinux_2_28_x86_64',
                 '--python-version', '311', '--implementation', 'cp', '--abi', 'cp311']
-
-def sha256_file(path) -> str:
-    "Hex sha256 of a file."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
 
 def _client_cmd(src: Source, dest_dir) -> list:
     if src.kind == 'npm':
@@ -578,6 +570,8 @@ class BenchmarkConfig:
     md_test: list = ()
     ood_folders: dict | None = None
     ood_split_file: str | None = None
+    folder_image_size: int = 224        # the extra OOD image folders are tested at 224 px (smat_spec.md §5.1)
+    folder_queries: int = 15            # ... with 15 queries per class
 
     def __post_init__(self):
         if self.source not in ('synthetic', 'embedded', 'meta_dataset'):
@@ -767,7 +761,7 @@ def summary_counts(summary: dict) -> dict:
 # %% ../nbs/07_benchmark.ipynb #e02bf5bc
 def _fetch_args(p):
     p.add_argument('--raw-dir', default='data/raw', help='where the archives go (default: data/raw)')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    common_args(p, params=False, profile=False)
 
 @command('fetch-data', 'fetch the embedded benchmark\'s raw packages (pinned, sha256-checked, idempotent) into data/raw')
 def fetch_data_cmd(args):
@@ -778,11 +772,8 @@ def fetch_data_cmd(args):
 fetch_data_cmd.add_args = _fetch_args
 
 def _build_args(p):
-    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
-    p.add_argument('--profile', default=None, help='smoke, tiny or paper (default: the params file\'s profile)')
-    p.add_argument('--out', default=None, help='output folder (default: benchmark.out_dir)')
+    common_args(p, out='output folder (default: benchmark.out_dir)')
     p.add_argument('--fetch', action='store_true', help='fetch missing raw packages first (embedded source only)')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
 
 @command('build-benchmark', 'render the benchmark of the active profile into arrays (benchmark/*.npz + summary.json)')
 def build_benchmark_cmd(args):

@@ -8,20 +8,12 @@ import argparse, json, platform, sys
 import smat_nb
 
 # %% auto #0
-__all__ = ['COMMANDS', 'COMMAND_MODULES', 'command', 'info', 'build_parser', 'main']
+__all__ = ['COMMAND_MODULES', 'info', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #89173898
-COMMANDS: dict = {}
-COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench')
+from .core import COMMANDS, command
 
-def command(name, help):
-    "Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments."
-    def deco(fn):
-        # a library notebook executed in this process (nbdev's tests, JupyterLab) defines its functions in
-        # `__main__`: those must not replace the installed library's commands
-        if fn.__module__ != '__main__' or __name__ == '__main__': COMMANDS[name] = (help, fn)
-        return fn
-    return deco
+COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench')
 
 # %% ../nbs/99_cli.ipynb #9d5ed3b1
 def _info_args(p):

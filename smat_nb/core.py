@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #09f25c72
 from __future__ import annotations
-import dataclasses, json, os, random, re, tempfile, types, typing
+import argparse, dataclasses, hashlib, json, os, random, re, tempfile, types, typing
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,8 +13,8 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['PROFILES', 'resolve_profile', 'from_dict', 'load_params', 'stage_params', 'atomic_write', 'write_json',
-           'seed_everything', 'set_threads']
+__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'from_dict', 'load_params', 'stage_params', 'atomic_write', 'write_json',
+           'seed_everything', 'set_threads', 'sha256_file', 'command', 'common_args', 'parse_sets']
 
 # %% ../nbs/00_core.ipynb #7d1c85ba
 PROFILES = ('smoke', 'tiny', 'paper')
@@ -127,3 +127,41 @@ def set_threads(n: int | None):
     "Use `n` CPU threads in torch (None or 0: leave torch's default)."
     if n: torch.set_num_threads(int(n))
     return torch.get_num_threads()
+
+# %% ../nbs/00_core.ipynb #3c0de002
+def sha256_file(path) -> str:
+    "Hex sha256 of the file at `path`, read in 1 MiB chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #3c0de005
+COMMANDS: dict = {}
+
+def command(name, help):
+    "Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments."
+    def deco(fn):
+        # a library notebook executed in this process (nbdev's tests, JupyterLab) defines its functions in
+        # `__main__`: those must not replace the installed library's commands
+        if fn.__module__ != '__main__' or __name__ == '__main__': COMMANDS[name] = (help, fn)
+        return fn
+    return deco
+
+def common_args(p: argparse.ArgumentParser, out: str | None = None, section: str | None = None,
+                example: str = 'key=value', params: bool = True, profile: bool = True, quiet: bool = True):
+    "Add the shared options to `p`: --params, --profile, --out (help `out`), --set (overrides of `section`), --quiet."
+    if params: p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
+    if profile: p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
+    if out: p.add_argument('--out', default=None, help=out)
+    if section: p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help=f'override {section} keys, e.g. {example}')
+    if quiet: p.add_argument('--quiet', action='store_true', help='no progress bars')
+    return p
+
+def parse_sets(items) -> dict:
+    "key=value pairs (values parsed as YAML) from the command line."
+    out = {}
+    for it in items or []:
+        if '=' not in it: raise ValueError(f"--set {it!r}: write key=value, e.g. --set tau=0.5")
+        k, v = it.split('=', 1); out[k.strip()] = yaml.safe_load(v)
+    return out

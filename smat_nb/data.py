@@ -5,14 +5,13 @@ in-memory arrays that episodes are drawn from."""
 
 # %% ../nbs/06_data.ipynb #746494e9
 from __future__ import annotations
-import io, json, math, os, re, zipfile
+import io, json, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from PIL import Image, ImageFile
+from PIL import Image
 
 from .core import atomic_write
 from .episodes import EpisodeSampler

@@ -12,20 +12,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .adaptation import adapt
+from .domains import to_input
 
 # %% auto #0
-__all__ = ['to_input', 'mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise', 'EvalConfig', 'run_evaluation',
-           'evaluate_cmd']
-
-# %% ../nbs/13_evaluation.ipynb #f3c29f13
-from .data import IMAGENET_MEAN, IMAGENET_STD    # the release's normalisation, shared with the PIL transforms
-
-def to_input(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None) -> torch.Tensor:
-    "uint8 (or [0,1] float) images (N, 3, H, W) -> normalised float32 on `device`."
-    x = x.to(device) if device is not None else x
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1); s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / s
+__all__ = ['mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise', 'EvalConfig', 'metrics_record',
+           'run_evaluation', 'evaluate_cmd']
 
 # %% ../nbs/13_evaluation.ipynb #6639c792
 def mean_ci(values: Sequence[float], z: float = 1.96):
@@ -91,14 +82,16 @@ def summarise(results: dict, id_domains: Sequence[str] = (), ood_domains: Sequen
     return out
 
 # %% ../nbs/13_evaluation.ipynb #d5cb7254
-import json, time
+import time
 from torch import nn
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from .core import from_dict, load_params, stage_params, write_json, set_threads, seed_everything
+from .core import (from_dict, load_params, stage_params, write_json, set_threads, seed_everything, command, common_args,
+                          parse_sets)
 from .adaptation import select_lr, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
 from .episodes import EpisodeConfig
-from .cli import command
+from .domains import load_backbone, domain_samplers, input_size
+from .methods import load_model, task_model
 
 @dataclass
 class EvalConfig(EpisodeConfig):
@@ -122,7 +115,6 @@ class EvalConfig(EpisodeConfig):
 
 def _task_model_for(method: str, model_path, params, profile):
     "(task_model function, description) for a trained model, 'pre' or 'pixels'."
-    from smat_nb.meta_tuning import load_model, task_model, load_backbone
     if method == 'pixels':                                 # the sanity floor: a cosine ProtoNet on normalised pixels
         flat = nn.Flatten()
         return (lambda sx, sy: flat), 'raw pixels'
@@ -133,16 +125,22 @@ def _task_model_for(method: str, model_path, params, profile):
     if meth != method: raise ValueError(f'{model_path}: holds a {meth!r} model, not {method!r}; check --method or --model')
     return task_model(meth, mod), str(model_path)
 
+def metrics_record(method: str, mode: str, model: str, profile: str, config: dict, results: dict, seconds: float) -> dict:
+    "The metrics JSON of one evaluation: per-domain results (each with its `role`), the config and the summary."
+    ids = [d for d in results if results[d]['role'] == 'id']; oods = [d for d in results if results[d]['role'] == 'ood']
+    return {'method': method, 'mode': mode, 'model': model, 'profile': profile, 'config': config, 'seconds': seconds,
+            'domains': results, 'summary': summarise(results, ids, oods)}
+
 def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero-shot', profile: str | None = None,
                    out=None, domains=None, overrides: dict | None = None, progress: bool = True) -> dict:
     "Evaluate one model in one mode on every test domain; write and return the metrics."
-    from smat_nb.meta_tuning import domain_samplers
     if mode not in MODES: raise ValueError(f"evaluate: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if method == 'pixels' and mode != 'zero-shot':
         raise ValueError(f"evaluate: 'pixels' has no parameters to fine-tune; use --mode zero-shot, not {mode!r}")
     sec = dict(stage_params(params, 'evaluate', profile)); sec.update(overrides or {})
     out_dir = sec.pop('out_dir', 'results/eval')
     cfg = from_dict(EvalConfig, sec, 'evaluate')
+    input_size(params, profile)
     set_threads(cfg.threads); seed_everything(cfg.seed)
     tm, src = _task_model_for(method, model_path, params, profile)
     kw = cfg.sampler_kwargs()
@@ -172,28 +170,21 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
         r = evaluate_domain(tm, samp, n_ep, mode, progress=progress, desc=d, **adapt_kw)
         r.update(role=roles[d], lr=lr, lr_scores={str(k): v for k, v in scores.items()} if scores else None)
         results[d] = r
-    ids = [d for d in results if roles[d] == 'id']; oods = [d for d in results if roles[d] == 'ood']
-    metrics = {'method': method, 'mode': mode, 'model': src, 'profile': profile or params.get('profile', 'tiny'),
-               'config': asdict(cfg), 'seconds': time.perf_counter() - t0, 'domains': results,
-               'summary': summarise(results, ids, oods)}
+    metrics = metrics_record(method, mode, src, profile or params.get('profile', 'tiny'), asdict(cfg), results,
+                             time.perf_counter() - t0)
     if out is None: out = Path(out_dir)/f"{method}_{mode}.json"
     write_json(out, metrics)
     return metrics
 
 def _eval_args(p):
-    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
     p.add_argument('--method', required=True, help="'pre', 'pixels' or a meta-tuned method (smat, pmf, softmerge, ...)")
     p.add_argument('--model', default=None, help="trained model path without suffix, e.g. results/runs/smat/best ('pre': the backbone checkpoint)")
     p.add_argument('--mode', default='zero-shot', choices=MODES, help='inference mode (default: zero-shot)')
-    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
-    p.add_argument('--out', default=None, help='metrics JSON (default: evaluate.out_dir/METHOD_MODE.json)')
     p.add_argument('--domains', nargs='*', default=None, help='only these domains')
-    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override evaluate keys, e.g. episodes=50')
-    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    common_args(p, out='metrics JSON (default: evaluate.out_dir/METHOD_MODE.json)', section='evaluate', example='episodes=50')
 
 @command('evaluate', 'evaluate a model (or the pre-trained backbone) on every test domain: accuracy, 95%% CI, ECE')
 def evaluate_cmd(args):
-    from smat_nb.meta_tuning import parse_sets
     params = load_params(args.params)
     if args.method not in ('pre', 'pixels') and not args.model: raise ValueError('--model is required for a meta-tuned method (e.g. results/runs/smat/best)')
     m = run_evaluation(params, args.method, args.model, args.mode, args.profile, args.out, args.domains, parse_sets(args.set), not args.quiet)

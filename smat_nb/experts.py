@@ -16,7 +16,7 @@ from torch.func import functional_call
 from .core import atomic_write, write_json
 from .backbones import create_vit, vit_config
 from .masks import (BETA, CPU_CHUNK, ParamLayout, hard_concrete, gate_backward_, gate_index, gate_weight, init_mask_logits, clamp_mask_logits_,
-                           expert_density, measured_sparsity)
+                           expert_density, measured_sparsity, check_tau)
 from .router import Router, class_prototypes
 
 # %% auto #0
@@ -173,12 +173,12 @@ class _DeferredMerge(torch.autograd.Function):
 # %% ../nbs/04_experts.ipynb #981843cc
 class SparseInterpolatedExperts(InterpolatedExperts):
     "SMAT (Chen et al., ICML 2024): theta_i = theta_pre + (sum_m alpha_m z_m) * delta, z_m hard-concrete masks."
-    def __init__(self, backbone: nn.Module, num_experts: int = 8, sparsity: float = 0.9, structured: bool = False,
+    def __init__(self, backbone: nn.Module, num_experts: int = 8, tau: float = 0.9, structured: bool = False,
                  fix_embeddings: bool = False, fixed_gates: torch.Tensor | None = None, noise: bool = False,
-                 init_std: float = 0.5, seed: int = 0, router_kwargs: dict | None = None):
+                 init_std: float = 0.5, seed: int = 0, router_kwargs: dict | None = None, sparsity: float | None = None):
         super().__init__(backbone, num_experts, structured, fix_embeddings, router_kwargs)
-        if not 0 <= sparsity < 1: raise ValueError(f"SparseInterpolatedExperts: sparsity={sparsity} must be in [0, 1) (the fraction of zeros, tau)")
-        self.tau, self.noise, self.init_std, self.seed = float(sparsity), noise, init_std, seed
+        self.tau = check_tau(tau if sparsity is None else sparsity, 'SparseInterpolatedExperts: tau')
+        self.noise, self.init_std, self.seed = noise, init_std, seed
         lay = self.layout
         self.delta = nn.Parameter(torch.zeros(lay.n_tuned, dtype=self.theta_pre.dtype))
         self.register_buffer('gate_index', gate_index(lay), persistent=False)
@@ -235,7 +235,7 @@ class SparseInterpolatedExperts(InterpolatedExperts):
         return self
 
     def config(self) -> dict:
-        return dict(super().config(), sparsity=self.tau, structured=self.structured, noise=self.noise,
+        return dict(super().config(), tau=self.tau, structured=self.structured, noise=self.noise,
                     init_std=self.init_std, seed=self.seed, fixed_gates=self.fixed_gates is not None)
 
 # %% ../nbs/04_experts.ipynb #c4c7d9b5
@@ -282,6 +282,7 @@ def load_experts(path, map_location: str = 'cpu') -> InterpolatedExperts:
         raise ValueError(f"{js}: backbone class {info['backbone']['class']!r} cannot be rebuilt; only timm VisionTransformer")
     if not st.exists(): raise FileNotFoundError(f"{st}: the tensors of {js.name} are missing")
     cls, cfg = EXPERT_CLASSES[info['class']], dict(info['config'])
+    if 'sparsity' in cfg: cfg['tau'] = cfg.pop('sparsity')      # files written before the target was named tau
     backbone = create_vit(**info['backbone']['kwargs'])
     if cfg.pop('fixed_gates', False):
         lay = ParamLayout.from_module(backbone, cfg.get('structured', False), cfg.get('fix_embeddings', False))

@@ -14,7 +14,8 @@ from torch import nn
 __all__ = ['BETA', 'ZETA', 'GAMMA', 'LOG_ALPHA_RANGE', 'CPU_CHUNK', 'EMBEDDING_PREFIXES', 'PATTERNS', 'LAYER_TYPES',
            'gate_backward_', 'hard_concrete', 'expected_density', 'init_mask_logits', 'clamp_mask_logits_',
            'param_kind', 'param_block', 'ParamSlot', 'ParamLayout', 'gate_index', 'gate_weight', 'expert_density',
-           'measured_sparsity', 'pattern_gates', 'gates_density', 'weight_segments', 'density_by', 'mask_overlap']
+           'measured_sparsity', 'pattern_gates', 'gates_density', 'weight_segments', 'density_by', 'mask_overlap',
+           'check_tau']
 
 # %% ../nbs/02_masks.ipynb #e05c1ddb
 BETA, ZETA, GAMMA = 2 / 3, 1.1, -0.1
@@ -330,3 +331,10 @@ def mask_overlap(gates: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
     size = nz.sum(1)
     union = size[:, None] + size[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+
+# %% ../nbs/02_masks.ipynb #80cd90c0
+def check_tau(tau: float, where: str = 'tau', fix: str = '') -> float:
+    "`tau` as a float if it is a valid target fraction of zeros (0 <= tau < 1); else a ValueError naming `where`."
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau < 1:
+        raise ValueError(f"{where}: got {tau!r}, must be in [0, 1) (the target fraction of zeros per expert){fix}")
+    return float(tau)

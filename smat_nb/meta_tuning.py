@@ -5,10 +5,8 @@ masks, SoftMerge, and dense ProtoNet meta-tuning (PMF)."""
 
 # %% ../nbs/11_meta_tuning.ipynb #958cfca5
 from __future__ import annotations
-import copy, json, math, tempfile, time
-from contextlib import nullcontext
-from torch.profiler import record_function
-from dataclasses import dataclass, asdict, field
+import json, math, tempfile, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,142 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .core import from_dict, write_json, atomic_write, seed_everything, set_threads
-from .backbones import create_vit, vit_config
-from .masks import ParamLayout, pattern_gates, PATTERNS
-from .router import logit_l2
-from .experts import SparseInterpolatedExperts, SoftMerge, InterpolatedExperts, save_experts, load_experts
-from .objective import (prototypes, cosine_logits, inner_step, teacher_logits, kd_loss, sparsity_terms,
-                               reset_satisfied_, clamp_multipliers_)
-from .training import (Schedule, set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
-                              rng_state, set_rng_state, JsonlLog, check_finite, dist_setup, average_gradients,
-                              dist_mean, is_main, broadcast_buffers)
-from .evaluation import to_input
-from .episodes import EpisodeConfig
+from .core import from_dict, write_json, seed_everything, set_threads, load_params, stage_params, command, common_args, parse_sets
+from .objective import prototypes, cosine_logits
+from .training import (set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint, rng_state, set_rng_state,
+                              JsonlLog, check_finite, dist_setup, average_gradients, is_main, broadcast_buffers, amp_context)
+from .domains import to_input, load_backbone, domain_samplers, input_size
+from .methods import Method, MetaTuneConfig, METHODS, get_method, save_model
 
 # %% auto #0
-__all__ = ['METHODS', 'BOOKKEEPING', 'method_spec', 'MetaTuneConfig', 'build_learner', 'TaskSource', 'prepare_task', 'smat_task',
-           'dense_task', 'make_optimizers', 'grad_alignment', 'FileEpisodes', 'validate', 'save_model', 'load_model',
-           'task_model', 'meta_tune', 'load_backbone', 'domain_samplers', 'meta_tune_config', 'parse_sets',
-           'run_meta_tune', 'meta_tune_cmd', 'step_cost']
-
-# %% ../nbs/11_meta_tuning.ipynb #9479a05e
-METHODS = {
-    'pmf': dict(kind='dense', kd=False),
-    'softmerge': dict(kind='softmerge', kd=True),
-    'smat': dict(kind='smat', kd=True),
-    'smat_no_teacher': dict(kind='smat', kd=False),
-    **{f'smat_{p}': dict(kind='smat', kd=True, pattern=p) for p in PATTERNS if p != 'embed'},
-}
-
-def method_spec(method: str) -> dict:
-    "The spec of `method`, with an error listing the known ones."
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method]
-
-# %% ../nbs/11_meta_tuning.ipynb #736f76a8
-@dataclass
-class MetaTuneConfig(EpisodeConfig):
-    "Every knob of meta-tuning (the `meta_tune` section of params.yaml). Defaults: the release's ViT-S config."
-    # experts (smat_spec.md §2, §9)
-    num_experts: int = 8
-    tau: float = 0.9                    # target fraction of zeros per expert
-    structured: bool = False            # input-column masks instead of one gate per weight
-    fix_embeddings: bool = False
-    gate_noise: bool = False            # the release's gates are deterministic (u ~ 0.5)
-    block_range: tuple = (1 / 3, 2 / 3)  # the 'blocks' pattern (T2): this fraction of the depth (ViT-S: blocks 4-7)
-    # objective (smat_spec.md §3)
-    inner_lr: float = 1e-3
-    teacher_lr: float = 5e-3
-    kd_weight: float = 0.25             # L = (1 - w) CE + w KD
-    kd_temperature: float = 2.0
-    kd_teacher_share: float = 0.5       # KD = T^2 [share KL(s||teacher) + (1 - share) KL(s||pre-trained)]
-    kd_direction: str = 'reverse'       # the release: KL(student || target)
-    logit_l2: float = 1e-4
-    scale: float = 10.0                 # cosine head scale
-    # optimisation (smat_spec.md §3.1)
-    tasks: int = 50_000                 # 25 epochs x 2000 episodes
-    meta_batch: int = 4                 # tasks per update, per process
-    delta_lr: float = 1e-4
-    delta_momentum: float = 0.9
-    delta_weight_decay: float = 1e-4
-    mask_lr: float = 1e6
-    mask_clip: float = 5.0
-    lambda_lr: float = 2e-3
-    router_lr: float = 1e-4
-    router_weight_decay: float = 1e-2
-    router_clip: float = 1.0
-    router_t_start: float = 5.0         # temperature max(t_min, t_start - t / t_decay_tasks)
-    router_t_min: float = 0.5
-    router_t_decay_tasks: float = 4000
-    pmf_lr: float = 5e-5                # P>M>F's released MD checkpoint (its README command uses 5e-4)
-    pmf_weight_decay: float = 0.05
-    schedule_unit: int = 2000           # tasks per schedule step (an epoch)
-    warmup_units: float = 5
-    horizon_units: float = 50           # hard-coded 50 in the release, while ViT-S trains 25
-    first_unit_lr: float | None = 1e-6  # epoch 0 runs the main optimiser at 1e-6 (None: no special first unit)
-    # episodes (smat_spec.md §4): episode_mode, ways, shots, queries and the limits come from EpisodeConfig
-    num_domains: int = 0                # meta-train (and validate) on the first N ID domains only; 0: all (F2)
-    augment: bool = True                # random resized crop, colour jitter 0.4, flip
-    crop_scale_min: float = 0.08
-    flip: bool = True
-    # validation, checkpoints, logs
-    val_every: int = 2000
-    val_episodes: int = 120
-    val_mode: str = 'md'
-    checkpoint_every: int = 2000
-    align_every: int = 0                # log task-gradient alignment every N updates (0: never)
-    # run
-    seed: int = 0
-    amp: str = 'none'                   # none | bf16 | fp16 (CUDA only)
-    threads: int = 0
-    workers: int = 0                    # DataLoader workers for episodes read from files
-
-    def validate(self):
-        "Raise a clear error for out-of-range values."
-        checks = [(0 <= self.tau < 1, 'tau', 'in [0, 1) (a fraction of zeros)'),
-                  (self.num_experts >= 1, 'num_experts', '>= 1'),
-                  (self.meta_batch >= 1 and self.tasks >= 1, 'meta_batch/tasks', '>= 1'),
-                  (self.num_domains >= 0, 'num_domains', '>= 0 (0: every ID domain)'),
-                  (self.episode_mode in ('md', 'fixed') and self.val_mode in ('md', 'fixed'), 'episode_mode/val_mode', "'md' or 'fixed'"),
-                  (self.amp in ('none', 'bf16', 'fp16'), 'amp', "one of none, bf16, fp16"),
-                  (self.kd_direction in ('reverse', 'forward'), 'kd_direction', "'reverse' or 'forward'"),
-                  (0 <= self.kd_weight <= 1 and 0 <= self.kd_teacher_share <= 1, 'kd_weight/kd_teacher_share', 'in [0, 1]')]
-        for k in ('inner_lr', 'teacher_lr', 'delta_lr', 'mask_lr', 'lambda_lr', 'router_lr', 'pmf_lr'):
-            checks.append((getattr(self, k) >= 0, k, '>= 0 (a learning rate)'))
-        for ok, key, what in checks:
-            if not ok:
-                k0 = key.split('/')[0]
-                raise ValueError(f"meta_tune.{key}: got {getattr(self, k0)!r}, must be {what}; "
-                                 f"set it in params.yaml (meta_tune section) or pass --set {k0}=...")
-        return self
-
-    def schedule(self) -> Schedule:
-        return Schedule(self.schedule_unit, self.warmup_units, self.horizon_units, self.first_unit_lr)
-
-# %% ../nbs/11_meta_tuning.ipynb #bcbd460c
-def build_learner(method: str, backbone: nn.Module, cfg: MetaTuneConfig) -> nn.Module:
-    "The trainable module of `method` around `backbone` (the backbone itself is not modified)."
-    spec = method_spec(method)
-    rk = dict(t_start=cfg.router_t_start, t_min=cfg.router_t_min, t_decay_tasks=cfg.router_t_decay_tasks)
-    if spec['kind'] == 'dense':
-        model = copy.deepcopy(backbone).train()
-        for p in model.parameters(): p.requires_grad_(True)
-        return model
-    if spec['kind'] == 'softmerge':
-        return SoftMerge(backbone, cfg.num_experts, fix_embeddings=cfg.fix_embeddings, router_kwargs=rk)
-    fixed = None
-    if spec.get('pattern'):
-        lay = ParamLayout.from_module(backbone, cfg.structured, cfg.fix_embeddings)
-        theta = lay.flatten(dict(backbone.named_parameters()))
-        depth = len(backbone.blocks)
-        blocks = (math.floor(cfg.block_range[0] * depth), math.ceil(cfg.block_range[1] * depth))
-        fixed = pattern_gates(lay, spec['pattern'], 1 - cfg.tau, cfg.num_experts, theta_pre=theta,
-                              block_range=blocks, generator=torch.Generator().manual_seed(cfg.seed))
-    return SparseInterpolatedExperts(backbone, cfg.num_experts, cfg.tau, structured=cfg.structured,
-                                     fix_embeddings=cfg.fix_embeddings, fixed_gates=fixed, noise=cfg.gate_noise,
-                                     seed=cfg.seed, router_kwargs=rk)
+__all__ = ['BOOKKEEPING', 'TaskSource', 'prepare_task', 'grad_alignment', 'validate', 'TrainState', 'train_update', 'log_tasks',
+           'log_validation', 'run_summary', 'meta_tune', 'meta_tune_config', 'run_meta_tune', 'meta_tune_cmd',
+           'step_cost']
 
 # %% ../nbs/11_meta_tuning.ipynb #4cd72043
 class TaskSource:
@@ -178,67 +51,6 @@ def prepare_task(ep, cfg: MetaTuneConfig, index: int, device=None, train: bool =
         return to_input(x)
     return prep(ep.support, 0), ep.support_labels.to(device), prep(ep.query, 1), ep.query_labels.to(device)
 
-# %% ../nbs/11_meta_tuning.ipynb #961cf5a0
-def _amp(cfg, device):
-    if cfg.amp == 'none' or device.type != 'cuda': return nullcontext()
-    return torch.autocast('cuda', dtype=torch.bfloat16 if cfg.amp == 'bf16' else torch.float16)
-
-def smat_task(learner: InterpolatedExperts, task, cfg: MetaTuneConfig, kd: bool, gates=None,
-              generator: torch.Generator | None = None, loss_scale: float = 1.0, backward_fn=None, n_way: int | None = None) -> dict:
-    "Loss of one task for SMAT/SoftMerge; calls backward on loss * loss_scale; returns the logged numbers as 0-d tensors."
-    xs, ys, xq, yq = task
-    n_way = n_way or int(ys.max()) + 1                  # pass n_way to avoid a device sync
-    with torch.no_grad():
-        f_pre_s = learner.pretrained_features(xs)
-        f_pre_q = learner.pretrained_features(xq) if kd else None
-    protos_pre = prototypes(f_pre_s, ys, n_way)
-    alpha, logits = learner.router(protos_pre, generator=generator)
-    feat = lambda flat, x: learner.forward_features(learner.views(flat), x)
-    with record_function('smat.merge'): flat = learner.merged_flat(alpha, gates)
-    fs = feat(flat, xs)
-    P = prototypes(fs, ys, n_way)
-    flat2, P2, l_support = inner_step(flat, fs, ys, P, cfg.inner_lr, cfg.scale)
-    q_logits = cosine_logits(feat(flat2, xq), P2, cfg.scale)
-    ce = F.cross_entropy(q_logits, yq)
-    kd_term = torch.zeros((), device=ce.device)
-    if kd and cfg.kd_weight > 0:
-        t_logits = teacher_logits(feat, flat2, P2, ce, xq, cfg.teacher_lr, cfg.scale)
-        pre_logits = cosine_logits(f_pre_q, protos_pre, cfg.scale)
-        kd_term = kd_loss(q_logits, t_logits, pre_logits, cfg.kd_temperature, cfg.kd_teacher_share, cfg.kd_direction)
-        loss = (1 - cfg.kd_weight) * ce + cfg.kd_weight * kd_term
-    else: loss = ce
-    l2 = logit_l2(logits)
-    loss = loss + cfg.logit_l2 * l2
-    (backward_fn or torch.Tensor.backward)(loss * loss_scale)
-    return dict(loss=loss.detach(), ce=ce.detach(), kd=kd_term.detach(), support_ce=l_support, logit_l2=l2.detach(),
-                acc=(q_logits.argmax(1) == yq).float().mean(), alpha=alpha.detach())
-
-def dense_task(model: nn.Module, task, cfg: MetaTuneConfig, loss_scale: float = 1.0, backward_fn=None,
-               n_way: int | None = None) -> dict:
-    "PMF: the cosine ProtoNet loss of the query against support prototypes, through all weights."
-    xs, ys, xq, yq = task
-    feats = model(torch.cat([xs, xq]))
-    P = prototypes(feats[:len(xs)], ys, n_way or int(ys.max()) + 1)
-    q_logits = cosine_logits(feats[len(xs):], P, cfg.scale)
-    ce = F.cross_entropy(q_logits, yq)
-    (backward_fn or torch.Tensor.backward)(ce * loss_scale)
-    return dict(loss=ce.detach(), ce=ce.detach(), acc=(q_logits.argmax(1) == yq).float().mean())
-
-# %% ../nbs/11_meta_tuning.ipynb #6d373359
-def make_optimizers(method: str, learner: nn.Module, lam: torch.Tensor | None, cfg: MetaTuneConfig) -> dict:
-    "{'main': optimizer, 'router': optimizer or None} with the release's groups and base lrs."
-    kind = method_spec(method)['kind']
-    if kind == 'dense':
-        return {'main': torch.optim.AdamW(learner.parameters(), lr=cfg.pmf_lr, weight_decay=cfg.pmf_weight_decay), 'router': None}
-    groups = [{'params': [learner.delta], 'lr': cfg.delta_lr, 'momentum': cfg.delta_momentum,
-               'weight_decay': cfg.delta_weight_decay, 'name': 'delta'}]
-    if getattr(learner, 'mask_logits', None) is not None:
-        groups.append({'params': [learner.mask_logits], 'lr': cfg.mask_lr, 'momentum': 0.0, 'weight_decay': 0.0, 'name': 'masks'})
-        groups.append({'params': [lam], 'lr': cfg.lambda_lr, 'momentum': 0.0, 'weight_decay': 0.0, 'name': 'lambda'})
-    main = torch.optim.SGD(groups, lr=cfg.delta_lr)
-    router = torch.optim.AdamW(learner.router.parameters(), lr=cfg.router_lr, weight_decay=cfg.router_weight_decay)
-    return {'main': main, 'router': router}
-
 # %% ../nbs/11_meta_tuning.ipynb #4d96630c
 def grad_alignment(grads: list, gates: torch.Tensor | None = None, gate_index: torch.Tensor | None = None) -> dict:
     "Mean pairwise cosine of task gradients, overall and (with gates) within each expert's support."
@@ -255,105 +67,142 @@ def grad_alignment(grads: list, gates: torch.Tensor | None = None, gate_index: t
         out['align_experts'] = float(np.mean(vals))
     return out
 
-# %% ../nbs/11_meta_tuning.ipynb #fffb97c4
-from .episodes import Episode, md_episode_plan, fixed_episode_plan, draw_indices, episode_rng
-
-class FileEpisodes:
-    "Reproducible episodes over a file-backed domain (MDDomain / FolderDomain), transformed to model input."
-    def __init__(self, domain, split: str = 'train', seed: int = 0, image_size: int = 128, train: bool = True,
-                 mode: str = 'md', ways: int = 5, shots: int = 5, queries: int = 10, **limits):
-        from smat_nb.data import train_transform, test_transform
-        self.domain, self.split, self.seed, self.mode = domain, split, seed, mode
-        self.fixed, self.limits = dict(ways=ways, shots=shots, queries=queries), limits
-        sizes = getattr(domain, 'expected', None) or [domain.class_size(c) for c in range(len(domain))]
-        self.class_sizes = np.asarray(sizes)
-        starts = np.concatenate([[0], np.cumsum(self.class_sizes)])
-        self.class_items = [np.arange(starts[c], starts[c + 1]) for c in range(len(sizes))]
-        self.starts = starts
-        self.tf = train_transform(image_size) if train else test_transform(image_size)
-        self.name = getattr(domain, 'name', 'domain')
-
-    def __getitem__(self, index: int) -> Episode:
-        rng = episode_rng(self.seed, self.name, self.split, index)
-        plan = (md_episode_plan(self.class_sizes, rng, **self.limits) if self.mode == 'md'
-                else fixed_episode_plan(self.class_sizes, rng, **self.fixed))
-        si, ys, qi, yq = draw_indices(plan, self.class_items, rng)
-        def load(ix):
-            out = []
-            for k in ix:
-                c = int(np.searchsorted(self.starts, k, side='right') - 1)
-                out.append(self.tf(self.domain.load(c, int(k - self.starts[c]))))
-            return torch.stack(out)
-        return Episode(load(si), torch.from_numpy(ys), load(qi), torch.from_numpy(yq), torch.tensor([p.cls for p in plan]))
-
 # %% ../nbs/11_meta_tuning.ipynb #bc6fc9eb
 @torch.no_grad()
 def validate(method: str, learner: nn.Module, samplers: dict, cfg: MetaTuneConfig, device=None, progress: bool = False) -> dict:
     "Mean zero-shot query accuracy per validation domain."
-    kind = method_spec(method)['kind']
     was = learner.training; learner.eval()
-    gates = learner.gates(training=False) if kind == 'smat' else None
+    encode = get_method(method).encoder(learner)
     out = {}
     for d, samp in samplers.items():
         accs = []
         for i in tqdm(range(cfg.val_episodes), desc=f'validate {d}', disable=not progress, leave=False):
             xs, ys, xq, yq = prepare_task(samp[i], cfg, i, device, train=False)
             n_way = int(ys.max()) + 1
-            if kind == 'dense': fs, fq = learner(xs), learner(xq)
-            else:
-                alpha, _ = learner.route(xs, ys)
-                params = learner.task_params(alpha, gates)
-                fs, fq = learner.forward_features(params, xs), learner.forward_features(params, xq)
+            f = encode(xs, ys)
+            fs, fq = f(xs), f(xq)
             accs.append((cosine_logits(fq, prototypes(fs, ys, n_way), cfg.scale).argmax(1) == yq).float().mean().item())
         out[d] = float(np.mean(accs))
     learner.train(was)
     return out
 
-# %% ../nbs/11_meta_tuning.ipynb #022380e6
-def save_model(method: str, learner: nn.Module, path, extra: dict | None = None) -> Path:
-    "Write a trained model as `path`.safetensors + `path`.json."
-    path = Path(path)
-    if method_spec(method)['kind'] == 'dense':
-        from safetensors.torch import save_file
-        with atomic_write(path.with_suffix('.safetensors'), suffix='.safetensors') as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}, str(tmp), metadata={'format': 'timm'})
-        info = {'format': 'smat_nb-dense-1', 'vit': vit_config(learner)}
-    else:
-        save_experts(learner, path)
-        info = json.loads(path.with_suffix('.json').read_text())
-    info.update(method=method, **(extra or {}))
-    return write_json(path.with_suffix('.json'), info)
-
-def load_model(path, map_location: str = 'cpu'):
-    "(method, module) of a model written by `save_model`."
-    from smat_nb.backbones import load_checkpoint as load_backbone
-    path = Path(path); js = path.with_suffix('.json')
-    if not js.exists(): raise FileNotFoundError(f'{js}: trained model not found; run `smat meta-tune` first (or check the path)')
-    info = json.loads(js.read_text())
-    method = info.get('method')
-    method_spec(method)
-    if info.get('format') == 'smat_nb-dense-1':
-        return method, load_backbone(create_vit(**info['vit']), path.with_suffix('.safetensors')).to(map_location).eval()
-    return method, load_experts(path, map_location).eval()
-
-def task_model(method: str, module: nn.Module):
-    "A function (support_x, support_y) -> plain nn.Module for that task: the merged experts, or the model itself."
-    if method_spec(method)['kind'] == 'dense': return lambda sx, sy: module
-    gates = module.gates(training=False) if isinstance(module, SparseInterpolatedExperts) else None
-    def build(sx, sy):
-        with torch.no_grad(): alpha, _ = module.route(sx, sy)
-        return module.merge(alpha)
-    return build
-
 # %% ../nbs/11_meta_tuning.ipynb #6e48319a
-def _trainable(learner, lam):
-    ps = [p for p in learner.parameters() if p.requires_grad]
-    return ps + ([lam] if lam is not None else [])
+@dataclass
+class TrainState:
+    "What one meta-tuning run trains: its method, the learner, the multipliers, the optimisers and the fp16 scaler."
+    method: Method
+    learner: nn.Module
+    lam: nn.Parameter | None
+    opts: dict
+    scaler: object | None
+    schedule: object
 
-def _model_tensors(learner, lam):
-    t = {f'learner.{k}': v for k, v in learner.state_dict().items()}
-    if lam is not None: t['lambda'] = lam.detach()
-    return t
+    @classmethod
+    def build(cls, method: str, backbone: nn.Module, cfg: MetaTuneConfig, device) -> 'TrainState':
+        m = get_method(method)
+        learner = m.build(backbone, cfg).to(device).train()
+        lam = m.multipliers(learner, cfg, device)
+        opts = m.optimizers(learner, lam, cfg)
+        scaler = torch.amp.GradScaler('cuda') if (cfg.amp == 'fp16' and torch.device(device).type == 'cuda') else None
+        return cls(m, learner, lam, opts, scaler, cfg.schedule())
+
+    def trainable(self) -> list:
+        return [p for p in self.learner.parameters() if p.requires_grad] + ([self.lam] if self.lam is not None else [])
+
+    def tensors(self) -> dict:
+        "The checkpointed tensors: the learner's state and the multipliers."
+        t = {f'learner.{k}': v for k, v in self.learner.state_dict().items()}
+        if self.lam is not None: t['lambda'] = self.lam.detach()
+        return t
+
+    def load(self, tensors: dict, state: dict):
+        self.learner.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith('learner.')})
+        if self.lam is not None: self.lam.data.copy_(tensors['lambda'])
+        for k, o in self.opts.items():
+            if o is not None: o.load_state_dict(state['optim'][k])
+        if self.scaler is not None and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
+
+    def backward_fn(self):
+        return (lambda l: self.scaler.scale(l).backward()) if self.scaler is not None else None
+
+# %% ../nbs/11_meta_tuning.ipynb #8e072e25
+def _run_tasks(st: TrainState, source, cfg: MetaTuneConfig, state: dict, first: int, rank: int, device, align: bool):
+    "Each task of this process's share of the update: its loss and backward; returns (records, alphas, task gradients)."
+    learner, B, backward = st.learner, cfg.meta_batch, st.backward_fn()
+    recs, alphas, task_grads = [], [], []
+    for j in range(B):
+        i = first + rank * B + j
+        d, ep = source[i]
+        n_way = int(ep.support_labels.max()) + 1            # on the CPU: no device sync
+        task = prepare_task(ep, cfg, i, device)
+        before = learner.delta.grad.clone() if (align and learner.delta.grad is not None) else None
+        with amp_context(cfg.amp, device):
+            r = st.method.task_loss(learner, task, cfg, state, i, 1 / B, backward, n_way)
+        if align:
+            g = learner.delta.grad.detach().flatten().clone()
+            task_grads.append(g if before is None else g - before.flatten())
+        if 'alpha' in r: alphas.append(r.pop('alpha'))
+        recs.append((i, d, r))
+    return recs, alphas, task_grads
+
+def _task_records(recs: list, alphas: list, update: int) -> list:
+    "One log record per task, with one host-device transfer for every number of the update."
+    keys = list(recs[0][2])
+    vals = torch.stack([torch.stack([r[k].float() for k in keys]) for _, _, r in recs]).tolist()
+    al = torch.stack(alphas).tolist() if alphas else None
+    for j, (i, _, _) in enumerate(recs): check_finite(i, loss=vals[j][keys.index('loss')])
+    return [dict(task=i, update=update, domain=d, **dict(zip(keys, vals[j])), **({'alpha': [round(a, 5) for a in al[j]]} if al else {}))
+            for j, (i, d, _) in enumerate(recs)]
+
+def _optimizer_step(st: TrainState, cfg: MetaTuneConfig, tasks: int):
+    "Average gradients across processes, clip, step every optimiser, and project (multipliers, masks)."
+    average_gradients(st.trainable())
+    opts = [o for o in st.opts.values() if o is not None]
+    if st.scaler is not None:
+        for o in opts: st.scaler.unscale_(o)
+    st.method.clip_(st.learner, cfg)
+    for o in opts:
+        if st.scaler is not None: st.scaler.step(o)
+        else: o.step()
+        o.zero_grad(set_to_none=True)
+    if st.scaler is not None: st.scaler.update()
+    st.method.after_step_(st.learner, st.lam, cfg, tasks)
+    broadcast_buffers(st.learner)                   # ranks keep identical buffers (spectral norm state), as DDP does
+
+def train_update(st: TrainState, source, cfg: MetaTuneConfig, update: int, rank: int = 0, world: int = 1, device='cpu'):
+    "One meta-training update: (one log record per task, the update's own log entries)."
+    m, GB = st.method, cfg.meta_batch * world
+    first = update * GB
+    set_lrs(st.opts['main'], st.schedule, first, main_group=True)
+    if st.opts['router'] is not None: set_lrs(st.opts['router'], st.schedule, first, main_group=False)
+    state = m.begin_update(st.learner, st.lam, cfg, update)
+    align = bool(cfg.align_every) and m.aligns and update % cfg.align_every == 0
+    recs, alphas, task_grads = _run_tasks(st, source, cfg, state, first, rank, device, align)
+    recs = _task_records(recs, alphas, update)
+    upd = m.end_update(st.learner, st.lam, cfg, state, alphas, st.backward_fn())
+    _optimizer_step(st, cfg, GB)
+    upd.update(m.update_log(st.learner, state), lr=[g['lr'] for g in st.opts['main'].param_groups])
+    if task_grads:
+        upd.update(grad_alignment(task_grads, m.alignment_gates(st.learner, state), getattr(st.learner, 'gate_index', None)))
+    return recs, upd
+
+# %% ../nbs/11_meta_tuning.ipynb #98fc4533
+def log_tasks(log: JsonlLog, recs: list, upd: dict):
+    "Append one line per task: the task's numbers and its update's (a trailing '_' of a key is dropped)."
+    for r in recs: log.write(**r, **{k.rstrip('_'): v for k, v in upd.items()})
+
+def log_validation(vlog: JsonlLog, task: int, val: dict) -> float:
+    "Append the validation accuracies per domain after `task` tasks; returns their mean."
+    mean = float(np.mean(list(val.values())))
+    vlog.write(task=task, val=val, mean=mean)
+    return mean
+
+def run_summary(method: str, cfg: MetaTuneConfig, updates: int, world_size: int, best_val_mean: float | None,
+                best_task: int, final_loss: float | None, seconds_per_task: float, **extra) -> dict:
+    "The `summary.json` record of a finished run."
+    return {'method': method, 'tasks': updates * cfg.meta_batch * world_size, 'updates': updates, 'world_size': world_size,
+            'best_val_mean': best_val_mean, 'best_task': best_task, 'final_loss': final_loss,
+            'seconds_per_task': seconds_per_task, 'config': asdict(cfg), **extra}
 
 def _remove_checkpoints(ck_dir, keep: str | None = None):
     "Delete checkpoints other than `keep`, each JSON before its tensors (a kill leaves at most an orphan tensor file)."
@@ -362,200 +211,98 @@ def _remove_checkpoints(ck_dir, keep: str | None = None):
     for st in Path(ck_dir).glob('task_*.safetensors'):
         if st.stem != keep and not st.with_suffix('.json').exists(): st.unlink()
 
-def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
-              out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None) -> dict | None:
-    "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
-    cfg.validate(); spec = method_spec(method)
-    rank, world, dev = dist_setup()
-    device = torch.device(device) if device is not None else dev
-    set_threads(cfg.threads); seed_everything(cfg.seed)
-    out_dir = Path(out_dir); ck_dir = out_dir/'checkpoints'
-    if (out_dir/'summary.json').exists() and (out_dir/'final.json').exists() and latest_checkpoint(ck_dir) is None:
-        done_summary = json.loads((out_dir/'summary.json').read_text())
-        if done_summary.get('config') == json.loads(json.dumps(asdict(cfg))) and done_summary.get('method') == method: return done_summary   # finished already
-    learner = build_learner(method, backbone, cfg).to(device).train()
-    masks = spec['kind'] == 'smat' and learner.mask_logits is not None
-    lam = nn.Parameter(torch.zeros(cfg.num_experts, device=device)) if masks else None
-    opts = make_optimizers(method, learner, lam, cfg)
-    scaler = torch.amp.GradScaler('cuda') if (cfg.amp == 'fp16' and device.type == 'cuda') else None
-    sched = cfg.schedule()
-    source = TaskSource(train_samplers, cfg.seed)
-    B, GB = cfg.meta_batch, cfg.meta_batch * world
-    n_updates = math.ceil(cfg.tasks / GB)
-    log, vlog = JsonlLog(out_dir/'log.jsonl'), JsonlLog(out_dir/'val.jsonl')
-    start, best, best_task, wall0 = 0, -1.0, -1, 0.0
+def _finished(out_dir: Path, method: str, cfg: MetaTuneConfig) -> dict | None:
+    "The summary of a run that already finished with these settings, or None."
+    if not ((out_dir/'summary.json').exists() and (out_dir/'final.json').exists()) or latest_checkpoint(out_dir/'checkpoints') is not None:
+        return None
+    s = json.loads((out_dir/'summary.json').read_text())
+    return s if s.get('config') == json.loads(json.dumps(asdict(cfg))) and s.get('method') == method else None
+
+def _resume(st: TrainState, ck_dir: Path, method: str, cfg: MetaTuneConfig, logs: tuple, tasks_per_update: int, device) -> dict:
+    "Load the newest complete checkpoint (a fresh start clears stale logs); returns the progress: start, best, best_task, wall."
     cfg_json = json.loads(json.dumps(asdict(cfg)))
     for half in list(ck_dir.glob('task_*.safetensors')) + list(ck_dir.glob('task_*.json')):    # halves left by a kill
         if not half.with_suffix('.json' if half.suffix == '.safetensors' else '.safetensors').exists(): half.unlink()
     last = latest_checkpoint(ck_dir)
-    if last is not None:
-        tens, st, meta = load_checkpoint(last, map_location=str(device), expect=_model_tensors(learner, lam))
-        if meta.get('method') != method or meta.get('config', cfg_json) != cfg_json:
-            changed = sorted(k for k in cfg_json if meta.get('config', {}).get(k) != cfg_json[k]) if meta.get('config') else []
-            raise ValueError(f"{last}.json: a checkpoint of {meta.get('method')!r} with other settings ({', '.join(changed[:5]) or 'method'}); "
-                             f"resuming would mix them. Delete {ck_dir} to start over, or pass another --out")
-        learner.load_state_dict({k[8:]: v for k, v in tens.items() if k.startswith('learner.')})
-        if lam is not None: lam.data.copy_(tens['lambda'])
-        for k, o in opts.items():
-            if o is not None: o.load_state_dict(st['optim'][k])
-        if scaler is not None and st.get('scaler'): scaler.load_state_dict(st['scaler'])
-        set_rng_state(st['rng']); start, best, best_task, wall0 = st['update'], st['best'], st['best_task'], st['wall']
-        if is_main(): log.truncate(start * GB); vlog.truncate(start * GB + 1)   # validation at the checkpoint is kept
-    elif is_main():
-        for f in (log.path, vlog.path): f.unlink(missing_ok=True)             # a fresh start: no stale log lines
-    backward = (lambda l: scaler.scale(l).backward()) if scaler is not None else None
-    params = _trainable(learner, lam)
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, n_updates), desc=f'meta-tune {method}', disable=not (progress and is_main()), initial=start, total=n_updates)
-    for u in bar:
-        if stop_after is not None and u >= stop_after: return None
-        first = u * GB
-        set_lrs(opts['main'], sched, first, main_group=True)
-        if opts['router'] is not None: set_lrs(opts['router'], sched, first, main_group=False)
-        gb, sparsity = None, None
-        if spec['kind'] == 'smat':
-            with record_function('smat.gates'):
-                gb = learner.gate_batch(training=True, generator=torch.Generator().manual_seed(cfg.seed * 7 + u))
-                sparsity = learner.expert_sparsity(gb.z)
-            if masks: reset_satisfied_(lam, sparsity, cfg.tau)
-        recs, alphas, task_grads = [], [], []
-        align = cfg.align_every and spec['kind'] != 'dense' and u % cfg.align_every == 0
-        for j in range(B):
-            i = first + rank * B + j
-            d, ep = source[i]
-            n_way = int(ep.support_labels.max()) + 1            # on the CPU: no device sync
-            task = prepare_task(ep, cfg, i, device)
-            before = learner.delta.grad.clone() if (align and learner.delta.grad is not None) else None
-            with _amp(cfg, device):
-                if spec['kind'] == 'dense': r = dense_task(learner, task, cfg, 1 / B, backward, n_way)
-                else:
-                    r = smat_task(learner, task, cfg, spec['kd'], gb, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i),
-                                  1 / B, backward, n_way)
-            if align:
-                g = learner.delta.grad.detach().flatten().clone()
-                task_grads.append(g if before is None else g - before.flatten())
-            if 'alpha' in r: alphas.append(r.pop('alpha'))
-            recs.append((i, d, r))
-        # one host-device transfer per update for every logged number (no sync per task)
-        keys = list(recs[0][2])
-        vals = torch.stack([torch.stack([r[k].float() for k in keys]) for _, _, r in recs]).tolist()
-        al = torch.stack(alphas).tolist() if alphas else None
-        for j, (i, _, _) in enumerate(recs): check_finite(i, loss=vals[j][keys.index('loss')])
-        recs = [dict(task=i, update=u, domain=d, **dict(zip(keys, vals[j])), **({'alpha': [round(a, 5) for a in al[j]]} if al else {}))
-                for j, (i, d, _) in enumerate(recs)]
-        upd = {}
-        if masks:
-            with record_function('smat.sparsity_terms'):
-                rho = learner.expected_density()
-                l_sp, l_lag = sparsity_terms(lam, torch.stack(alphas).mean(0), sparsity, rho, cfg.tau)
-                (backward or torch.Tensor.backward)(l_sp + l_lag)
-            upd.update(l_sp=l_sp.item(), lambda_=[round(x, 6) for x in lam.detach().tolist()])
-        if gb is not None:
-            with record_function('smat.gates_backward'): gb.backward()
-        average_gradients(params)
-        if scaler is not None:
-            for o in opts.values():
-                if o is not None: scaler.unscale_(o)
-        if masks: torch.nn.utils.clip_grad_norm_([learner.mask_logits], cfg.mask_clip)
-        if opts['router'] is not None: torch.nn.utils.clip_grad_norm_(learner.router.parameters(), cfg.router_clip)
-        for o in opts.values():
-            if o is None: continue
-            if scaler is not None: scaler.step(o)
-            else: o.step()
-            o.zero_grad(set_to_none=True)
-        if scaler is not None: scaler.update()
-        if masks: clamp_multipliers_(lam); learner.clamp_()
-        if spec['kind'] != 'dense': learner.router.step_tasks(GB)
-        broadcast_buffers(learner)                  # ranks keep identical buffers (spectral norm state), as DDP does
-        if sparsity is not None: upd['sparsity'] = [round(x, 5) for x in sparsity.tolist()]
-        upd['lr'] = [g['lr'] for g in opts['main'].param_groups]
-        if spec['kind'] != 'dense': upd['temperature'] = learner.router.temperature()
-        if task_grads:
-            upd.update(grad_alignment(task_grads, gb.z if (gb is not None and masks) else None,
-                                      getattr(learner, 'gate_index', None)))
-        done = (u + 1) * GB
+    if last is None:
         if is_main():
-            for r in recs: log.write(**r, **{k.rstrip('_'): v for k, v in upd.items()})
-            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recs]):.3f}", acc=f"{np.mean([r['acc'] for r in recs]):.2f}")
-        crossed = lambda every: every and (done // every > first // every or u == n_updates - 1)
-        if crossed(cfg.val_every) and val_samplers:
-            if is_main():
-                v = validate(method, learner, val_samplers, cfg, device)
-                mean = float(np.mean(list(v.values())))
-                vlog.write(task=done, val=v, mean=mean)
-                if mean > best:
-                    best, best_task = mean, done
-                    save_model(method, learner, out_dir/'best', {'task': done, 'val_mean': mean})
-        if crossed(cfg.checkpoint_every) and is_main():
-            wall = wall0 + time.perf_counter() - t0
-            save_checkpoint(ck_dir/f'task_{done:08d}', _model_tensors(learner, lam),
-                            {'optim': {k: o.state_dict() for k, o in opts.items() if o is not None},
-                             'scaler': scaler.state_dict() if scaler is not None else None, 'rng': rng_state(),
-                             'update': u + 1, 'best': best, 'best_task': best_task, 'wall': wall},
-                            meta={'method': method, 'config': cfg_json})
-            _remove_checkpoints(ck_dir, keep=f'task_{done:08d}')
-        if profiler is not None: profiler.step()
-    wall = wall0 + time.perf_counter() - t0
-    if not is_main(): return {}
-    save_model(method, learner, out_dir/'final', {'task': n_updates * GB})
-    if best_task < 0: save_model(method, learner, out_dir/'best', {'task': n_updates * GB, 'val_mean': None})
+            for lg in logs: lg.path.unlink(missing_ok=True)                # a fresh start: no stale log lines
+        return dict(start=0, best=-1.0, best_task=-1, wall=0.0)
+    tens, state, meta = load_checkpoint(last, map_location=str(device), expect=st.tensors())
+    if meta.get('method') != method or meta.get('config', cfg_json) != cfg_json:
+        changed = sorted(k for k in cfg_json if meta.get('config', {}).get(k) != cfg_json[k]) if meta.get('config') else []
+        raise ValueError(f"{last}.json: a checkpoint of {meta.get('method')!r} with other settings ({', '.join(changed[:5]) or 'method'}); "
+                         f"resuming would mix them. Delete {ck_dir} to start over, or pass another --out")
+    st.load(tens, state)
+    set_rng_state(state['rng'])
+    start = state['update']
+    if is_main(): logs[0].truncate(start * tasks_per_update); logs[1].truncate(start * tasks_per_update + 1)  # validation at the checkpoint is kept
+    return dict(start=start, best=state['best'], best_task=state['best_task'], wall=state['wall'])
+
+def _checkpoint(st: TrainState, ck_dir: Path, done: int, update: int, prog: dict, method: str, cfg: MetaTuneConfig):
+    "Write the checkpoint after `done` tasks and remove the older ones."
+    state = {'optim': {k: o.state_dict() for k, o in st.opts.items() if o is not None},
+             'scaler': st.scaler.state_dict() if st.scaler is not None else None, 'rng': rng_state(),
+             'update': update + 1, 'best': prog['best'], 'best_task': prog['best_task'], 'wall': prog['wall_now']()}
+    save_checkpoint(ck_dir/f'task_{done:08d}', st.tensors(), state, meta={'method': method, 'config': json.loads(json.dumps(asdict(cfg)))})
+    _remove_checkpoints(ck_dir, keep=f'task_{done:08d}')
+
+# %% ../nbs/11_meta_tuning.ipynb #90c068f5
+def _keep_best(st: TrainState, method: str, val_samplers: dict, cfg: MetaTuneConfig, vlog: JsonlLog, out_dir: Path, done: int,
+               prog: dict, device):
+    "Validate after `done` tasks; a new best mean saves the model as `best`."
+    mean = log_validation(vlog, done, validate(method, st.learner, val_samplers, cfg, device))
+    if mean > prog['best']:
+        prog['best'], prog['best_task'] = mean, done
+        save_model(method, st.learner, out_dir/'best', {'task': done, 'val_mean': mean})
+
+def _finish(st: TrainState, method: str, cfg: MetaTuneConfig, out_dir: Path, log: JsonlLog, updates: int, world: int,
+            prog: dict, timed_tasks: int, t0: float) -> dict:
+    "Save the final model (and `best` if nothing was validated), write summary.json, remove the checkpoints."
+    tasks = updates * cfg.meta_batch * world
+    save_model(method, st.learner, out_dir/'final', {'task': tasks})
+    if prog['best_task'] < 0: save_model(method, st.learner, out_dir/'best', {'task': tasks, 'val_mean': None})
     hist = log.read()
-    summary = {'method': method, 'tasks': n_updates * GB, 'updates': n_updates, 'world_size': world,
-               'best_val_mean': best if best_task >= 0 else None, 'best_task': best_task,
-               'final_loss': float(np.mean([r['loss'] for r in hist[-GB:]])) if hist else None,
-               'seconds_per_task': (time.perf_counter() - t0) / max(1, (n_updates - start) * GB),
-               'config': asdict(cfg)}
-    if masks: summary.update(final_sparsity=learner.expert_sparsity(learner.gates(training=True)).tolist(),
-                             final_lambda=lam.detach().tolist())
+    summary = run_summary(method, cfg, updates, world, prog['best'] if prog['best_task'] >= 0 else None, prog['best_task'],
+                          float(np.mean([r['loss'] for r in hist[-cfg.meta_batch * world:]])) if hist else None,
+                          (time.perf_counter() - t0) / max(1, timed_tasks), **st.method.final_summary(st.learner, st.lam))
     write_json(out_dir/'summary.json', summary)
-    _remove_checkpoints(ck_dir)                           # finished: the checkpoints are no longer needed
+    _remove_checkpoints(out_dir/'checkpoints')             # finished: the checkpoints are no longer needed
     return json.loads((out_dir/'summary.json').read_text())
 
-# %% ../nbs/11_meta_tuning.ipynb #1a22437d
-import sys, yaml
-from .cli import command
-from .core import load_params, stage_params
-
-def load_backbone(params: dict, profile: str | None = None, checkpoint: str | None = None) -> nn.Module:
-    "The foundation ViT of the `backbone` section, with its checkpoint loaded."
-    from smat_nb.backbones import create_backbone, load_checkpoint as load_ckpt
-    sec = dict(stage_params(params, 'backbone', profile))
-    ck = checkpoint or sec.pop('checkpoint', None); sec.pop('checkpoint', None)
-    preset = sec.pop('preset', 'tiny')
-    model = create_backbone(preset, **sec)
-    if ck:
-        if str(ck).startswith('/path/to'):
-            raise FileNotFoundError(f"backbone.checkpoint is {ck!r}: set it in params.yaml to your local DINO ViT-S/16 weights")
-        if not Path(ck).exists():
-            raise FileNotFoundError(f"{ck}: backbone checkpoint not found; run `smat pretrain` first (tiny/smoke) or fix backbone.checkpoint")
-        load_ckpt(model, ck)
-    return model.eval()
-
-def domain_samplers(params: dict, profile: str | None, role: str, split: str, *, seed: int = 0, mode: str = 'md',
-                    ways: int = 5, shots: int = 5, queries: int = 10, train: bool = False, image_size: int | None = None,
-                    **limits) -> dict:
-    "{domain: sampler} of every domain with `role` ('id' or 'ood') for `split`."
-    from smat_nb.benchmark import BenchmarkConfig, domains_with_role, load_domain
-    bcfg = stage_params(params, 'benchmark', profile, BenchmarkConfig)
-    kw = dict(mode=mode, ways=ways, shots=shots, queries=queries)
-    if bcfg.source != 'meta_dataset':
-        out = {}
-        for n in domains_with_role(bcfg.out_dir, role):
-            d = load_domain(bcfg.out_dir, n, split)
-            out[n] = d.sampler(seed=seed, **kw, **(limits if mode == 'md' else {}))
-        if not out: raise FileNotFoundError(f"{bcfg.out_dir}: no {role} domain with a {split!r} split")
-        return out
-    from smat_nb.data import MDDomain, FolderDomain, read_class_splits
-    size = image_size or bcfg.image_size
-    names = list(bcfg.md_train) if role == 'id' else [n for n in bcfg.md_test if n not in bcfg.md_train]
-    out = {n: FileEpisodes(MDDomain(Path(bcfg.md_root)/n, split, bcfg.md_format, name=n), split, seed, size, train,
-                           **kw, **(limits if mode == 'md' else {})) for n in names}
-    if role == 'ood' and split == 'test':
-        splits = read_class_splits(bcfg.ood_split_file) if bcfg.ood_split_file else None
-        for n, root in (bcfg.ood_folders or {}).items():
-            fd = FolderDomain(root, classes=splits['test'] if (splits and n.startswith('domainnet')) else None, name=n)
-            out[n] = FileEpisodes(fd, 'test', seed, 224, False, mode='fixed', ways=ways, shots=shots, queries=15)  # smat_spec.md §5.1
-    return out
+def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
+              out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None) -> dict | None:
+    "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
+    cfg.validate(); get_method(method)
+    rank, world, dev = dist_setup()
+    device = torch.device(device) if device is not None else dev
+    set_threads(cfg.threads); seed_everything(cfg.seed)
+    out_dir = Path(out_dir); ck_dir = out_dir/'checkpoints'
+    if (done_before := _finished(out_dir, method, cfg)) is not None: return done_before
+    st = TrainState.build(method, backbone, cfg, device)
+    source = TaskSource(train_samplers, cfg.seed)
+    GB = cfg.meta_batch * world
+    n_updates = math.ceil(cfg.tasks / GB)
+    log, vlog = JsonlLog(out_dir/'log.jsonl'), JsonlLog(out_dir/'val.jsonl')
+    prog = _resume(st, ck_dir, method, cfg, (log, vlog), GB, device)
+    t0 = time.perf_counter()
+    prog['wall_now'] = lambda: prog['wall'] + time.perf_counter() - t0
+    bar = tqdm(range(prog['start'], n_updates), desc=f'meta-tune {method}', disable=not (progress and is_main()),
+               initial=prog['start'], total=n_updates)
+    for u in bar:
+        if stop_after is not None and u >= stop_after: return None
+        recs, upd = train_update(st, source, cfg, u, rank, world, device)
+        done, first = (u + 1) * GB, u * GB
+        if is_main():
+            log_tasks(log, recs, upd)
+            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recs]):.3f}", acc=f"{np.mean([r['acc'] for r in recs]):.2f}")
+        crossed = lambda every: every and (done // every > first // every or u == n_updates - 1)
+        if crossed(cfg.val_every) and val_samplers and is_main():
+            _keep_best(st, method, val_samplers, cfg, vlog, out_dir, done, prog, device)
+        if crossed(cfg.checkpoint_every) and is_main(): _checkpoint(st, ck_dir, done, u, prog, method, cfg)
+        if profiler is not None: profiler.step()
+    if not is_main(): return {}
+    return _finish(st, method, cfg, out_dir, log, n_updates, world, prog, (n_updates - prog['start']) * GB, t0)
 
 # %% ../nbs/11_meta_tuning.ipynb #2573bdb8
 def meta_tune_config(params: dict, profile: str | None = None, overrides: dict | None = None):
@@ -564,18 +311,11 @@ def meta_tune_config(params: dict, profile: str | None = None, overrides: dict |
     out = sec.pop('out_dir', 'results/runs')
     return from_dict(MetaTuneConfig, sec, 'meta_tune').validate(), out
 
-def parse_sets(items) -> dict:
-    "key=value pairs (values parsed as YAML) from the command line."
-    out = {}
-    for it in items or []:
-        if '=' not in it: raise ValueError(f"--set {it!r}: write key=value, e.g. --set tau=0.5")
-        k, v = it.split('=', 1); out[k.strip()] = yaml.safe_load(v)
-    return out
-
 def run_meta_tune(params: dict, method: str, profile: str | None = None, out=None, overrides=None, progress=True):
     "Meta-tune `method` as params.yaml says; returns the summary."
-    method_spec(method)
+    get_method(method)
     cfg, out_root = meta_tune_config(params, profile, overrides)
+    input_size(params, profile)
     lim = cfg.limits()
     train = domain_samplers(params, profile, 'id', 'train', seed=cfg.seed, mode=cfg.episode_mode, ways=cfg.ways,
                             shots=cfg.shots, queries=cfg.queries, train=True, **lim)
@@ -590,12 +330,8 @@ def run_meta_tune(params: dict, method: str, profile: str | None = None, out=Non
     return meta_tune(method, load_backbone(params, profile), train, val, cfg, out or Path(out_root)/method, progress)
 
 def _mt_args(p):
-    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
     p.add_argument('--method', required=True, help=f"one of: {', '.join(METHODS)}")
-    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
-    p.add_argument('--out', default=None, help='run folder (default: meta_tune.out_dir/METHOD)')
-    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE', help='override meta_tune keys, e.g. tau=0.5 num_experts=4')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    common_args(p, out='run folder (default: meta_tune.out_dir/METHOD)', section='meta_tune', example='tau=0.5 num_experts=4')
 
 @command('meta-tune', 'meta-tune one method (smat, pmf, softmerge, ablations) from the pre-trained backbone')
 def meta_tune_cmd(args):

@@ -4,7 +4,6 @@
 
 # %% ../nbs/08_objective.ipynb #c40dbc8e
 from __future__ import annotations
-from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
@@ -81,17 +80,17 @@ def kd_loss(student_logits, teacher_logits, pre_logits=None, T: float = 2.0, tea
     return T * T * kd
 
 # %% ../nbs/08_objective.ipynb #9a58c073
-def sparsity_terms(lam: torch.Tensor, alpha: torch.Tensor, sparsity: torch.Tensor, density: torch.Tensor, tau: float):
-    "(L_sp, L_lag): the expected-L0 penalty on the masks and the multiplier term, weighted by detached alpha."
+def sparsity_terms(lam: torch.Tensor, alpha: torch.Tensor, zeros: torch.Tensor, density: torch.Tensor, tau: float):
+    "(L_sp, L_lag) from the measured fractions of zeros s_m (`zeros`) and the target `tau`, weighted by detached alpha."
     a = alpha.detach()
-    l_lag = (a * lam * (sparsity.detach() - tau)).sum()
+    l_lag = (a * lam * (zeros.detach() - tau)).sum()
     l_sp = (a * lam.detach() * (density - (1 - tau))).sum()
     return l_sp, l_lag
 
 @torch.no_grad()
-def reset_satisfied_(lam: torch.Tensor, sparsity: torch.Tensor, tau: float):
-    "Set lambda_m = 0 where expert m already meets its target (s_m > tau)."
-    lam[sparsity > tau] = 0.0
+def reset_satisfied_(lam: torch.Tensor, zeros: torch.Tensor, tau: float):
+    "Set lambda_m = 0 where expert m's measured fraction of zeros already meets the target (s_m > tau)."
+    lam[zeros > tau] = 0.0
     return lam
 
 @torch.no_grad()

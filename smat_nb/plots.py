@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import matplotlib
 import matplotlib.pyplot as plt
 
-from .core import atomic_write, write_json
+from .core import atomic_write
 
 # %% auto #0
-__all__ = ['MARKERS', 'DEMO_DOMAINS', 'save_figure', 'table_markdown', 'tex_escape', 'table_latex', 'table_csv', 'write_table',
-           'plot_curves', 'plot_id_ood', 'plot_grouped_bars', 'plot_heatmap_dendrogram', 'plot_overlap', 'load_json',
-           'read_jsonl', 'load_eval', 'role_scores', 'avg_cell', 'demo_results']
+__all__ = ['MARKERS', 'save_figure', 'table_markdown', 'tex_escape', 'table_latex', 'table_csv', 'write_table', 'plot_curves',
+           'plot_id_ood', 'plot_grouped_bars', 'plot_heatmap_dendrogram', 'plot_overlap', 'load_json', 'read_jsonl',
+           'load_eval', 'role_scores', 'avg_cell']
 
 # %% ../nbs/14_plots.ipynb #8abf0fd4
 def save_figure(fig, stem, dpi: int = 120, close: bool = True) -> list:
@@ -233,71 +232,3 @@ def avg_cell(ev: dict, key: str):
     "(mean, ci95) in percent of a summary entry ('ID avg', 'OOD avg' or a domain), or None."
     s = ev['summary'].get(key)
     return (s['mean'], s['ci95']) if s else None
-
-# %% ../nbs/14_plots.ipynb #451d0982
-DEMO_DOMAINS = {'shapes_a': 'id', 'shapes_b': 'id', 'shapes_ood': 'ood', 'shapes_far': 'ood'}
-
-def _demo_eval(rng, name, method, mode, episodes, base, domains):
-    from smat_nb.evaluation import mean_ci, summarise
-    res = {}
-    for d, role in domains.items():
-        p = float(np.clip(base + (0.1 if role == 'id' else -0.05) + rng.normal(0, 0.03), 0.05, 0.95))
-        acc = (rng.binomial(10, p, episodes) / 10).tolist()
-        m, h = mean_ci(acc)
-        res[d] = {'acc': acc, 'mean': m, 'ci95': h, 'ece': 0.05, 'n': episodes, 'mode': mode, 'role': role, 'lr': None}
-    ids = [d for d, r in domains.items() if r == 'id']; oods = [d for d, r in domains.items() if r == 'ood']
-    return {'method': method, 'mode': mode, 'model': f'results/runs/{name}/best', 'profile': 'demo',
-            'config': {'episodes': episodes, 'episode_mode': 'fixed', 'steps': 2, 'seed': 0}, 'domains': res,
-            'summary': summarise(res, ids, oods)}
-
-def demo_results(root, runs: dict, finetune: Sequence[str] = ('pmf', 'smat'), modes: Sequence[str] = ('full', 'lora'),
-                 models: Sequence[str] = ('smat',), tasks: int = 16, episodes: int = 6, seed: int = 0,
-                 domains: dict | None = None) -> Path:
-    "Write a synthetic results set under `root` (results/eval, results/runs) for the runs in `runs`; returns `root`."
-    import torch
-    from smat_nb.meta_tuning import method_spec, save_model
-    root = Path(root); domains = domains or DEMO_DOMAINS
-    ev_dir, run_dir = root/'results'/'eval', root/'results'/'runs'
-    rng = np.random.default_rng(seed)
-    write_json(ev_dir/'pre_zero-shot.json', _demo_eval(rng, 'pre', 'pre', 'zero-shot', episodes, 0.5, domains))
-    write_json(ev_dir/'pixels_zero-shot.json',       # own generator: the other demo numbers do not move
-               _demo_eval(np.random.default_rng(seed + 1), 'pixels', 'pixels', 'zero-shot', episodes, 0.45, domains))
-    for mode in modes: write_json(ev_dir/f'pre_{mode}.json', _demo_eval(rng, 'pre', 'pre', mode, episodes, 0.55, domains))
-    id_doms = [d for d, r in domains.items() if r == 'id']
-    for name, run in runs.items():
-        method, sets = run['method'], dict(s.split('=', 1) for s in str(run.get('set') or '').split())
-        spec = method_spec(method)
-        M, tau = int(sets.get('num_experts', 2)), float(sets.get('tau', 0.5))
-        n_dom = int(sets.get('num_domains', 0)) or len(id_doms)
-        base = 0.55 + 0.05 * (spec['kind'] != 'dense') + rng.normal(0, 0.02)
-        write_json(ev_dir/f'{name}_zero-shot.json', _demo_eval(rng, name, method, 'zero-shot', episodes, base, domains))
-        if name in finetune:
-            for mode in modes: write_json(ev_dir/f'{name}_{mode}.json', _demo_eval(rng, name, method, mode, episodes, base + 0.05, domains))
-        d = run_dir/name; d.mkdir(parents=True, exist_ok=True)
-        log, val = [], []
-        for t in range(tasks):
-            u, dom = t // 2, id_doms[t % n_dom]
-            rec = {'task': t, 'update': u, 'domain': dom, 'loss': float(1.5 - t / tasks), 'acc': float(min(1, 0.4 + t / tasks / 2))}
-            if spec['kind'] != 'dense': rec['alpha'] = rng.dirichlet(np.ones(M)).round(5).tolist()
-            if spec['kind'] == 'smat': rec['sparsity'] = [round(tau * min(1, t / tasks * 2), 5)] * M
-            if spec['kind'] != 'dense' and u % 2 == 0:
-                rec['align_delta'] = float(0.05 * tau * (1 - t / tasks) + 0.002)
-                if spec['kind'] == 'smat': rec['align_experts'] = float(0.06 * tau * (1 - t / tasks) + 0.003)
-            log.append(rec)
-        for t in range(tasks // 2, tasks + 1, tasks // 2):
-            v = {dd: float(0.5 + 0.1 * t / tasks + rng.normal(0, 0.02)) for dd in id_doms[:n_dom]}
-            val.append({'task': t, 'val': v, 'mean': float(np.mean(list(v.values())))})
-        for fn, recs in (('log.jsonl', log), ('val.jsonl', val)):
-            with atomic_write(d/fn, suffix='.jsonl') as t: t.write_text(''.join(json.dumps(r) + '\n' for r in recs))
-        cfg = {'num_experts': M, 'tau': tau, 'tasks': tasks, 'seed': int(sets.get('seed', 0)), 'num_domains': n_dom}
-        summary = {'method': method, 'tasks': tasks, 'config': cfg, 'seconds_per_task': 0.01}
-        if spec['kind'] == 'smat': summary['final_sparsity'] = [tau] * M
-        write_json(d/'summary.json', summary)
-        if name in models:
-            from smat_nb.backbones import create_backbone
-            from smat_nb.experts import SparseInterpolatedExperts
-            torch.manual_seed(seed)
-            sie = SparseInterpolatedExperts(create_backbone('smoke', img_size=32), M, tau, seed=seed)
-            with torch.no_grad(): sie.mask_logits.normal_(0, 2)
-            save_model(method, sie, d/'best', {'task': tasks})
-    return root

@@ -19,7 +19,7 @@ from .core import atomic_write, write_json, seed_everything, set_threads, from_d
 from .backbones import create_backbone, vit_config
 from .training import (Schedule, set_lrs, train_augment, affine_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
                               rng_state, set_rng_state, JsonlLog, check_finite)
-from .evaluation import to_input
+from .domains import to_input
 
 # %% auto #0
 __all__ = ['PretrainConfig', 'pretrain', 'pool_arrays', 'pretrain_cmd']
@@ -122,9 +122,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
     return info
 
 # %% ../nbs/10_pretrain.ipynb #fe7e3697
-import sys
-from .cli import command
-from .core import load_params, stage_params
+from .core import load_params, stage_params, command, common_args
 
 def pool_arrays(bench_dir) -> tuple:
     "Images and labels of every `pretrain` domain of a built benchmark, classes numbered consecutively."
@@ -138,10 +136,7 @@ def pool_arrays(bench_dir) -> tuple:
     return np.concatenate(imgs), np.concatenate(labs)
 
 def _pretrain_args(p):
-    p.add_argument('--params', default='params.yaml', help='params file (default: params.yaml)')
-    p.add_argument('--profile', default=None, help="smoke, tiny or paper (default: the params file's profile)")
-    p.add_argument('--out', default=None, help='output folder (default: pretrain.out_dir)')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    common_args(p, out='output folder (default: pretrain.out_dir)')
 
 @command('pretrain', "pre-train the foundation ViT on the benchmark's pre-training pool (tiny and smoke profiles)")
 def pretrain_cmd(args):

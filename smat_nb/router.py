@@ -4,7 +4,6 @@ r"""The hypernetwork $h_\zeta$ that reads a task and says how much of each exper
 
 # %% ../nbs/03_router.ipynb #adf66954
 from __future__ import annotations
-import math
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +11,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 # %% auto #0
-__all__ = ['LOGIT_L2', 'class_prototypes', 'SpectralBlock', 'Router', 'logit_l2']
+__all__ = ['class_prototypes', 'SpectralBlock', 'Router', 'logit_l2']
 
 # %% ../nbs/03_router.ipynb #7e7ebcc7
 def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -46,8 +45,6 @@ class SpectralBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 # %% ../nbs/03_router.ipynb #65840082
-LOGIT_L2 = 1e-4   # smat_spec.md §2.4.7
-
 class Router(nn.Module):
     "Task -> merging weights alpha over `num_experts`, from support-set class prototypes."
     def __init__(self, dim: int, num_experts: int = 8, num_skill_tokens: int = 4, num_heads: int = 4, mlp_ratio: float = 2.0,
@@ -89,5 +86,5 @@ class Router(nn.Module):
         return alpha, logits
 
 def logit_l2(logits: torch.Tensor) -> torch.Tensor:
-    "mean(logits^2): keeps router logits from growing; weight it by `LOGIT_L2` in the loss."
+    "mean(logits^2): keeps router logits from growing; weighted by `meta_tune.logit_l2` in the loss."
     return logits.pow(2).mean()

@@ -5,7 +5,7 @@ bit-exactly without unpickling anything, and per-task JSON-lines logs."""
 
 # %% ../nbs/09_training.ipynb #3d979de9
 from __future__ import annotations
-import hashlib, json, math, random
+import json, math, random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from safetensors.torch import save_file, load_file
 
-from .core import atomic_write, write_json
+from .core import atomic_write, write_json, sha256_file
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'check_same_architecture', 'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup',
-           'average_gradients', 'broadcast_buffers', 'dist_mean', 'is_main', 'train_augment', 'affine_augment']
+           'average_gradients', 'broadcast_buffers', 'dist_mean', 'is_main', 'train_augment', 'affine_augment',
+           'amp_context']
 
 # %% ../nbs/09_training.ipynb #410e78a5
 @dataclass
@@ -98,12 +99,6 @@ def set_rng_state(st: dict):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(list(st['cuda']))
 
 # %% ../nbs/09_training.ipynb #03fd0578
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 def save_checkpoint(path, tensors: dict, state: dict | None = None, meta: dict | None = None) -> Path:
     "Write `path`.safetensors + `path`.json atomically (JSON last, with the tensor file's hash)."
     path = Path(path)
@@ -115,7 +110,7 @@ def save_checkpoint(path, tensors: dict, state: dict | None = None, meta: dict |
     with atomic_write(st_file, suffix='.safetensors') as tmp:
         save_file(all_t, str(tmp), metadata={'format': 'smat_nb'})
     write_json(path.with_suffix('.json'), {'format': 'smat_nb-checkpoint-1', 'tensors_file': st_file.name,
-               'sha256': _sha256(st_file), 'model_keys': sorted(tensors), 'state': st_tree, 'meta': meta or {}})
+               'sha256': sha256_file(st_file), 'model_keys': sorted(tensors), 'state': st_tree, 'meta': meta or {}})
     return path.with_suffix('.json')
 
 def load_checkpoint(path, map_location: str = 'cpu', expect: dict | None = None):
@@ -129,7 +124,7 @@ def load_checkpoint(path, map_location: str = 'cpu', expect: dict | None = None)
     if info.get('format') != 'smat_nb-checkpoint-1':
         raise ValueError(f'{js}: not a smat_nb checkpoint (format {info.get("format")!r})')
     if not st_file.exists(): raise FileNotFoundError(f'{st_file}: the tensors of checkpoint {js.name} are missing')
-    if _sha256(st_file) != info['sha256']:
+    if sha256_file(st_file) != info['sha256']:
         raise ValueError(f'{st_file}: hash does not match {js.name}; the file is truncated or from another run')
     allt = load_file(str(st_file), device=map_location)
     model = {k: allt[k] for k in info['model_keys']}
@@ -273,3 +268,11 @@ def affine_augment(x: torch.Tensor, generator: torch.Generator | None = None, ro
         def f(): return u(1 - jitter, 1 + jitter).view(B, 1, 1, 1)
         x = x * f(); m = x.mean((1, 2, 3), keepdim=True); x = (x - m) * f() + m
     return x.clamp_(0, 1)
+
+# %% ../nbs/09_training.ipynb #54af083d
+from contextlib import nullcontext
+
+def amp_context(amp: str, device):
+    "torch.autocast for `amp` ('bf16' or 'fp16') on a CUDA `device`; a no-op context for 'none' or the CPU."
+    if amp == 'none' or torch.device(device).type != 'cuda': return nullcontext()
+    return torch.autocast('cuda', dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)

@@ -9,7 +9,8 @@ import torch.multiprocessing as mp
 
 from smat_nb.backbones import create_vit
 from smat_nb.episodes import EpisodeSampler
-from smat_nb.meta_tuning import MetaTuneConfig, meta_tune, load_model
+from smat_nb.methods import MetaTuneConfig, load_model
+from smat_nb.meta_tuning import meta_tune
 
 def _domain(seed, n_cls=8, per=10, size=16):
     g = np.random.default_rng(seed)

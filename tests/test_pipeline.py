@@ -1,18 +1,12 @@
 """The smoke profile through `dvc repro` in a scratch copy of the repository: every file the README's
 table/figure map lists is produced, and a second `dvc repro` has nothing to do."""
-import dataclasses, os, re, resource, shutil, subprocess, time
+import os, re, resource, shutil, subprocess, time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from smat_nb.meta_tuning import MetaTuneConfig
-
-# F2's subset runs use meta_tune.num_domains; the guard below keeps the test meaningful if that key is ever removed.
-HAS_NUM_DOMAINS = 'num_domains' in {f.name for f in dataclasses.fields(MetaTuneConfig)}
-F2_STAGES = {'f2_diversity'} | {f'meta_tune@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')} \
-            | {f'evaluate@{k}' for k in ('div1_pmf', 'div1_smat', 'div2_pmf', 'div2_smat')}
 
 def readme_files() -> dict:
     "{id: [files]} of the README's '## Tables and figures' map."
@@ -51,37 +45,30 @@ def smoke_repo(tmp_path_factory):
     (d/'data.dvc').unlink(missing_ok=True)          # the smoke benchmark is generated: no raw data to fetch
     (d/'data').mkdir(exist_ok=True); (d/'data'/'README.txt').write_text('smoke profile: no raw data\n')
     subprocess.run(['git', 'init', '-q'], cwd=d, check=True)
-    targets = [] if HAS_NUM_DOMAINS else [s for s in _stages(d) if s not in F2_STAGES]
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    _dvc(['repro', '--single-item', *targets] if targets else ['repro'], d, timeout=1200)
+    _dvc(['repro'], d, timeout=1200)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)   # dvc and every stage it ran
-    return d, {'wall': time.perf_counter() - t0, 'cpu': cpu}, targets
-
-def _stages(d) -> list:
-    out = subprocess.run(['dvc', 'stage', 'list', '--name-only'], cwd=d, capture_output=True, text=True, check=True).stdout
-    return out.split()
+    return d, {'wall': time.perf_counter() - t0, 'cpu': cpu}
 
 def test_smoke_repro_makes_every_mapped_file(smoke_repo):
-    d, secs, targets = smoke_repo
+    d, secs = smoke_repo
     print(f"smoke dvc repro: {secs['wall']:.0f} s wall, {secs['cpu']:.0f} CPU-s")
     # The budget is 10 minutes of 2 CPU cores. Counted in CPU seconds, so that a machine shared with
     # other jobs (which stretches the wall time, not the work) does not fail it.
     assert secs['cpu'] < 2 * 600, f"the smoke pipeline used {secs['cpu']:.0f} CPU-s ({secs['wall']:.0f} s wall); the budget is 10 min x 2 cores"
-    expected = {k: v for k, v in readme_files().items() if HAS_NUM_DOMAINS or k != 'F2'}
+    expected = readme_files()
     missing = [f for fs in expected.values() for f in fs if not (d/f).exists()]
     assert not missing, f'dvc repro did not write {missing}'
     assert (d/'results'/'eval'/'pre_lora.json').exists() and (d/'results'/'runs'/'m16_t90'/'summary.json').exists()
 
 def test_second_repro_does_nothing(smoke_repo):
-    d, _, targets = smoke_repo
-    out = _dvc(['repro', '--single-item', *targets] if targets else ['repro'], d)
+    d, _ = smoke_repo
+    out = _dvc(['repro'], d)
     assert 'Running stage' not in out, out[-3000:]
-    st = _dvc(['status', *targets], d)
+    st = _dvc(['status'], d)
     assert 'up to date' in st, st[-3000:]
 
-@pytest.mark.xfail(not HAS_NUM_DOMAINS, reason='F2 needs meta_tune.num_domains in nbs/11_meta_tuning.ipynb (issue 7)',
-                   strict=True, run=False)
 def test_f2_diversity_stage(smoke_repo):
-    d, _, _ = smoke_repo
-    assert (d/'figures'/'f2_diversity.png').exists()
+    d, _ = smoke_repo
+    assert (d/'figures'/'f2_diversity.png').exists() and (d/'results'/'runs'/'div1_smat'/'summary.json').exists()

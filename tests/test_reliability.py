@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from conftest import ROOT, BIN
 import smat_nb.meta_tuning as mt
 from smat_nb.backbones import create_backbone
+from smat_nb.methods import get_method
 from smat_nb.cli import main as smat_main, build_parser
 from smat_nb.core import load_params
 from smat_nb.data import FolderDomain, render_domain
@@ -160,7 +161,7 @@ def backbone_checkpoint_of_another_architecture(t, ws):
 
 def run_checkpoint_of_another_architecture(t, ws):
     bb = create_backbone('smoke', img_size=32)
-    learner = lambda m: {f'learner.{k}': v for k, v in mt.build_learner('smat', bb, mt.MetaTuneConfig(num_experts=m, tau=0.5)).state_dict().items()}
+    learner = lambda m: {f'learner.{k}': v for k, v in get_method('smat').build(bb, mt.MetaTuneConfig(num_experts=m, tau=0.5)).state_dict().items()}
     save_checkpoint(t/'run'/'checkpoints'/'task_00000004', learner(2))
     expect = learner(3)
     return (lambda: load_checkpoint(t/'run'/'checkpoints'/'task_00000004', expect=expect),

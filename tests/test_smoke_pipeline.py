@@ -8,7 +8,8 @@ import torch
 from smat_nb.core import load_params
 from smat_nb.benchmark import BenchmarkConfig, build_benchmark
 from smat_nb.core import stage_params
-from smat_nb.meta_tuning import METHODS, run_meta_tune, load_model
+from smat_nb.methods import METHODS, load_model
+from smat_nb.meta_tuning import run_meta_tune
 from smat_nb.evaluation import run_evaluation, paired_comparison
 from smat_nb.adaptation import MODES
 from smat_nb.cli import main as smat_main
