@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .objective import prototypes, cosine_logits
+from .router import prototypes
+from .objective import cosine_logits
 
 # %% auto #0
 __all__ = ['MD_LR_GRID', 'FEWSHOT_LR_GRID', 'MODES', 'features', 'zero_shot', 'diff_augment', 'finetune', 'adapt_full', 'LoRAQKV',

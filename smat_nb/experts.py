@@ -17,7 +17,7 @@ from .core import atomic_write, write_json
 from .backbones import create_vit, vit_config
 from .masks import (BETA, CPU_CHUNK, ParamLayout, hard_concrete, gate_backward_, gate_index, gate_weight, init_mask_logits, clamp_mask_logits_,
                            expert_density, measured_sparsity, check_tau)
-from .router import Router, class_prototypes
+from .router import Router, prototypes
 
 # %% auto #0
 __all__ = ['EXPERT_CLASSES', 'FORMAT', 'InterpolatedExperts', 'GateBatch', 'SparseInterpolatedExperts', 'SoftMerge',
@@ -73,7 +73,7 @@ class InterpolatedExperts(nn.Module):
               support_features: torch.Tensor | None = None):
         "(alpha, logits) of a task from its support set (pass `support_features` to reuse frozen features)."
         feats = self.pretrained_features(support_x) if support_features is None else support_features
-        return self.router(class_prototypes(feats, support_y), generator=generator)
+        return self.router(prototypes(feats, support_y), generator=generator)
 
     def _check_alpha(self, alpha):
         if alpha.shape != (self.num_experts,):

@@ -16,7 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .core import from_dict, write_json, seed_everything, set_threads, load_params, stage_params, command, common_args, parse_sets
-from .objective import prototypes, cosine_logits
+from .router import prototypes
+from .objective import cosine_logits
 from .training import (set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint, rng_state, set_rng_state,
                               JsonlLog, check_finite, dist_setup, average_gradients, is_main, broadcast_buffers, amp_context)
 from .domains import to_input, load_backbone, domain_samplers, input_size

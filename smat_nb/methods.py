@@ -16,9 +16,9 @@ from torch.profiler import record_function
 from .core import atomic_write, write_json
 from .backbones import create_vit, vit_config, load_checkpoint
 from .masks import ParamLayout, pattern_gates, PATTERNS, check_tau
-from .router import logit_l2
+from .router import logit_l2, prototypes
 from .experts import SparseInterpolatedExperts, SoftMerge, InterpolatedExperts, save_experts, load_experts
-from .objective import (prototypes, cosine_logits, inner_step, teacher_logits, kd_loss, sparsity_terms,
+from .objective import (cosine_logits, inner_step, teacher_logits, kd_loss, sparsity_terms,
                                reset_satisfied_, clamp_multipliers_)
 from .training import Schedule
 from .episodes import EpisodeConfig

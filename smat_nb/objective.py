@@ -8,20 +8,10 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['prototypes', 'cosine_logits', 'inner_step', 'teacher_logits', 'kl_div', 'kd_loss', 'sparsity_terms',
-           'reset_satisfied_', 'clamp_multipliers_']
+__all__ = ['cosine_logits', 'inner_step', 'teacher_logits', 'kl_div', 'kd_loss', 'sparsity_terms', 'reset_satisfied_',
+           'clamp_multipliers_']
 
 # %% ../nbs/08_objective.ipynb #1ffb1836
-def prototypes(feats: torch.Tensor, labels: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
-    "Class means of `feats` (S, d) for `labels` in 0..n_way-1, as an (n_way, d) tensor."
-    n_way = int(labels.max()) + 1 if n_way is None else n_way
-    onehot = F.one_hot(labels, n_way).to(feats.dtype)          # (S, C)
-    counts = onehot.sum(0)
-    if bool((counts == 0).any()):
-        missing = (counts == 0).nonzero().flatten().tolist()
-        raise ValueError(f'prototypes: classes {missing} have no support example; every class needs at least one')
-    return (onehot.T @ feats) / counts[:, None]
-
 def cosine_logits(feats: torch.Tensor, protos: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
     "`scale` times the cosine similarity between each feature and each prototype."
     return scale * F.normalize(feats, dim=-1) @ F.normalize(protos, dim=-1).T

@@ -19,7 +19,7 @@ from .core import atomic_write, write_json, seed_everything, set_threads, from_d
 from .backbones import create_backbone, vit_config
 from .training import (Schedule, set_lrs, train_augment, affine_augment, save_checkpoint, load_checkpoint, latest_checkpoint,
                               rng_state, set_rng_state, JsonlLog, check_finite)
-from .domains import to_input
+from .domains import to_input, input_size
 
 # %% auto #0
 __all__ = ['PretrainConfig', 'pretrain', 'pool_arrays', 'pretrain_cmd']
@@ -148,7 +148,7 @@ def pretrain_cmd(args):
         raise ValueError(f"the {profile} profile starts from released weights (backbone.checkpoint = {bb.get('checkpoint')!r}); "
                          'nothing to pre-train: set backbone.checkpoint to your local DINO ViT-S/16 file')
     out = args.out or sec.pop('out_dir', 'results/pretrain'); sec.pop('out_dir', None)
-    cfg = from_dict(PretrainConfig, {**sec, 'backbone': bb['preset'], 'img_size': bb['img_size']}, 'pretrain')
+    cfg = from_dict(PretrainConfig, {**sec, 'backbone': bb['preset'], 'img_size': input_size(params, profile)}, 'pretrain')
     bench = stage_params(params, 'benchmark', profile)['out_dir']
     images, labels = pool_arrays(bench)
     info = pretrain(images, labels, cfg, out, progress=not args.quiet)

@@ -11,16 +11,20 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 # %% auto #0
-__all__ = ['class_prototypes', 'SpectralBlock', 'Router', 'logit_l2']
+__all__ = ['prototypes', 'SpectralBlock', 'Router', 'logit_l2']
 
 # %% ../nbs/03_router.ipynb #7e7ebcc7
-def class_prototypes(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    "Mean feature of each class (C, d), classes in sorted label order."
-    if features.shape[0] != labels.shape[0]:
-        raise ValueError(f"class_prototypes: {features.shape[0]} features but {labels.shape[0]} labels")
-    classes, inv = torch.unique(labels, sorted=True, return_inverse=True)
-    onehot = F.one_hot(inv, classes.numel()).to(features.dtype)
-    return (onehot.T @ features) / onehot.sum(0)[:, None]
+def prototypes(feats: torch.Tensor, labels: torch.Tensor, n_way: int | None = None) -> torch.Tensor:
+    "Class means of `feats` (S, d) for `labels` in 0..n_way-1, as an (n_way, d) tensor."
+    if feats.shape[0] != labels.shape[0]:
+        raise ValueError(f"prototypes: {feats.shape[0]} features but {labels.shape[0]} labels")
+    n_way = int(labels.max()) + 1 if n_way is None else n_way
+    onehot = F.one_hot(labels, n_way).to(feats.dtype)          # (S, C)
+    counts = onehot.sum(0)
+    if bool((counts == 0).any()):
+        missing = (counts == 0).nonzero().flatten().tolist()
+        raise ValueError(f'prototypes: classes {missing} have no support example; every class needs at least one')
+    return (onehot.T @ feats) / counts[:, None]
 
 # %% ../nbs/03_router.ipynb #e099243f
 class SpectralBlock(nn.Module):

@@ -222,3 +222,14 @@ def test_dvc_deps_pass_when_complete(tmp_path):
                 .replace('    cmd: smat nope\n', '    cmd: smat info\n')
     (tmp_path / 'dvc.yaml').write_text(y)
     assert L.deps_report(L.stage_closures(tmp_path / 'dvc.yaml', pkg, tmp_path)) == ''
+
+
+def test_no_long_functions():
+    "Every library function reads in one screen: at most 80 lines (the loop is a sequence of named steps)."
+    import ast
+    long = []
+    for f in sorted(PKG_DIR.glob('*.py')):
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80:
+                long.append(f'{f.name}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)')
+    assert not long, 'split these into named steps in their notebooks: ' + ', '.join(long)
