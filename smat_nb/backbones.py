@@ -8,19 +8,44 @@ import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 # %% auto #0
-__all__ = ['PRESETS', 'create_vit', 'create_backbone', 'vit_config', 'features', 'to_timm_names', 'read_state_dict',
-           'load_checkpoint']
+__all__ = ['PRESETS', 'interpolate_pos_table', 'InterpolatedPosViT', 'create_vit', 'create_backbone', 'vit_config', 'features',
+           'to_timm_names', 'read_state_dict', 'load_checkpoint']
 
 # %% ../nbs/01_backbones.ipynb #1f0c7716
+def interpolate_pos_table(pos: torch.Tensor, grid: tuple, num_prefix_tokens: int = 1) -> torch.Tensor:
+    "A square position table (1, P + g0*g0, d) at the patch `grid`, as the release (HF's ViT) interpolates it."
+    g0 = int(round((pos.shape[1] - num_prefix_tokens) ** 0.5))
+    if (g0, g0) == tuple(grid): return pos
+    prefix, table = pos[:, :num_prefix_tokens], pos[:, num_prefix_tokens:]
+    d = pos.shape[-1]
+    table = table.reshape(1, g0, g0, d).permute(0, 3, 1, 2)
+    table = F.interpolate(table.float(), scale_factor=((grid[0] + 0.1) / g0, (grid[1] + 0.1) / g0), mode='bicubic',
+                          align_corners=False).to(pos.dtype)        # bicubic, no antialias, HF's +0.1 scale
+    return torch.cat([prefix, table.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], d)], 1)
+
+class InterpolatedPosViT(VisionTransformer):
+    "timm's ViT (`dynamic_img_size=True`) whose position table stays at its own grid and is interpolated to each input's grid on every forward, as the release does."
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape                                         # dynamic_img_size: patches arrive as (B, H, W, C)
+        n_prefix = 0 if self.no_embed_class else self.num_prefix_tokens
+        pos = interpolate_pos_table(self.pos_embed, (H, W), n_prefix)
+        x = x.reshape(B, H * W, C)
+        tokens = [t.expand(B, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if self.no_embed_class: x = torch.cat(tokens + [x + pos], 1)
+        else: x = torch.cat(tokens + [x], 1) + pos
+        return self.pos_drop(x)
+
 PRESETS = {
     'smoke': dict(img_size=16, patch_size=8, embed_dim=32, depth=2, num_heads=2),
     'tiny': dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4),   # reference/feasibility.md, config e
-    'vit_small_patch16': dict(img_size=128, patch_size=16, embed_dim=384, depth=12, num_heads=6),  # DINO ViT-S/16 @128 px, smat_spec.md §2.1
+    # DINO ViT-S/16 (smat_spec.md §2.1): DINO's 197-token table at 224 px, fed any multiple of 16 px (the paper: 128)
+    'vit_small_patch16': dict(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, dynamic_img_size=True),
 }
 
 def _check_patch_grid(img_size, patch_size):
@@ -42,7 +67,8 @@ def create_vit(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, m
     _check_patch_grid(img_size, patch_size)
     vit_kwargs = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
                       num_heads=num_heads, mlp_ratio=mlp_ratio, **kwargs)
-    model = VisionTransformer(num_classes=0, global_pool='token', **vit_kwargs)
+    cls = InterpolatedPosViT if kwargs.get('dynamic_img_size') else VisionTransformer
+    model = cls(num_classes=0, global_pool='token', **vit_kwargs)
     model.vit_kwargs = vit_kwargs
     return model
 
@@ -64,7 +90,7 @@ def vit_config(model: nn.Module) -> dict:
                embed_dim=embed_dim, depth=len(model.blocks), num_heads=blk.attn.num_heads,
                mlp_ratio=blk.mlp.fc1.out_features / embed_dim, qkv_bias=blk.attn.qkv.bias is not None,
                class_token=model.cls_token is not None, reg_tokens=model.num_reg_tokens,
-               no_embed_class=model.no_embed_class)
+               no_embed_class=model.no_embed_class, dynamic_img_size=model.dynamic_img_size)
     if model.global_pool != 'token' or not isinstance(model.head, nn.Identity):
         raise ValueError(f"vit_config: the model has global_pool={model.global_pool!r} and head "
                          f"{type(model.head).__name__}; SMAT needs num_classes=0, global_pool='token'")

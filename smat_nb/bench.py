@@ -130,7 +130,7 @@ def time_inference(backbone: nn.Module, cfg: MetaTuneConfig, ep: Episode, device
 
 # %% ../nbs/15_bench.ipynb #a7f4f659
 SHAPES = {'tiny': dict(preset='tiny', img_size=32, structured=True),                  # the tiny profile (params.yaml)
-          'vit_small_128': dict(preset='vit_small_patch16', img_size=128, structured=False)}   # the paper profile's shape
+          'vit_small_128': dict(preset='vit_small_patch16', img_size=128, structured=False)}   # the paper profile: 128 px into DINO's table
 
 def bench(shapes=('tiny', 'vit_small_128'), device='cpu', amp: str = 'none', ways=5, shots=5, queries=10,
           updates: int = 2, warmup: int = 1, num_experts: int = 8, threads: int | None = None, progress=print) -> dict:
@@ -140,7 +140,7 @@ def bench(shapes=('tiny', 'vit_small_128'), device='cpu', amp: str = 'none', way
     for name in shapes:
         sh = SHAPES[name]
         seed_everything(0)
-        bb = create_backbone(sh['preset'], img_size=sh['img_size'])
+        bb = create_backbone(sh['preset'])                 # img_size: the episodes' pixels (a dynamic table is interpolated)
         cfg = MetaTuneConfig(num_experts=num_experts, structured=sh['structured'], meta_batch=4, amp=amp, augment=False,
                              delta_lr=1e-4, first_unit_lr=None)
         ep = synthetic_episode(ways, shots, queries, sh['img_size'])

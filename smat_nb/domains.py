@@ -32,7 +32,7 @@ def to_input(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None)
 def input_size(params: dict, profile: str | None = None) -> int:
     "The backbone's input size, checked against `benchmark.image_size` and a built benchmark's summary.json."
     bb = stage_params(params, 'backbone', profile)
-    size = bb.get('img_size', PRESETS.get(bb.get('preset', 'tiny'), {}).get('img_size'))
+    size = bb.get('input_size') or bb.get('img_size', PRESETS.get(bb.get('preset', 'tiny'), {}).get('img_size'))
     bcfg = stage_params(params, 'benchmark', profile, BenchmarkConfig)
     if bcfg.image_size != size:
         raise ValueError(f"backbone.img_size is {size} but benchmark.image_size is {bcfg.image_size}: the episodes are fed "
@@ -50,7 +50,7 @@ def load_backbone(params: dict, profile: str | None = None, checkpoint: str | No
     "The foundation ViT of the `backbone` section, with its checkpoint (or `checkpoint`) loaded."
     sec = dict(stage_params(params, 'backbone', profile))
     ck = checkpoint or sec.pop('checkpoint', None); sec.pop('checkpoint', None)
-    preset = sec.pop('preset', 'tiny')
+    preset = sec.pop('preset', 'tiny'); sec.pop('input_size', None)          # the episodes' size, not the model's
     model = create_backbone(preset, **sec)
     if ck:
         if str(ck).startswith('/path/to'):

@@ -278,7 +278,7 @@ def load_experts(path, map_location: str = 'cpu') -> InterpolatedExperts:
     if not js.exists(): raise FileNotFoundError(f"{js}: experts checkpoint not found; check the path (save_experts writes NAME.json + NAME.safetensors)")
     info = json.loads(js.read_text())
     if info.get('format') != FORMAT: raise ValueError(f"{js}: not a smat_nb experts checkpoint (format {info.get('format')!r}, expected {FORMAT!r})")
-    if info['backbone']['class'] != 'VisionTransformer':
+    if info['backbone']['class'] not in ('VisionTransformer', 'InterpolatedPosViT'):
         raise ValueError(f"{js}: backbone class {info['backbone']['class']!r} cannot be rebuilt; only timm VisionTransformer")
     if not st.exists(): raise FileNotFoundError(f"{st}: the tensors of {js.name} are missing")
     cls, cfg = EXPERT_CLASSES[info['class']], dict(info['config'])

@@ -113,9 +113,17 @@ class ParamSlot:
     gate_numel: int
 
 # %% ../nbs/02_masks.ipynb #b51b1d9a
-def _gate_shape(shape: tuple, structured: bool) -> tuple:
-    "Shape of the gates of a tensor of `shape` (broadcastable to it)."
+def _fused_qkv(shape: tuple, name: str) -> bool:
+    return name.endswith('attn.qkv.weight') and len(shape) == 2 and shape[0] % 3 == 0
+
+def _weight_view(shape: tuple, structured: bool, name: str = '') -> tuple:
+    "The view of a tensor that its gates broadcast against: a fused qkv weight (3d, d) as (3, d, d)."
+    return (3, shape[0] // 3, shape[1]) if structured and _fused_qkv(shape, name) else shape
+
+def _gate_shape(shape: tuple, structured: bool, name: str = '') -> tuple:
+    "Shape of the gates of the tensor `name` of `shape` (broadcastable to its `_weight_view`)."
     if not structured: return shape
+    if _fused_qkv(shape, name): return (3, 1, shape[1])             # q, k and v: each its own input columns
     if len(shape) == 2: return (1, shape[1])                       # input columns
     if len(shape) == 4: return (shape[0], 1, 1, 1)                 # conv output channels
     return shape
@@ -130,7 +138,7 @@ class ParamLayout:
         self.slots, off, goff = [], 0, 0
         for name, shape in order:
             numel, tuned = math.prod(shape), not is_fixed(name)
-            gnumel = math.prod(_gate_shape(shape, structured)) if tuned else 0
+            gnumel = math.prod(_gate_shape(shape, structured, name)) if tuned else 0
             self.slots.append(ParamSlot(name, shape, off, numel, tuned, goff, gnumel))
             off, goff = off + numel, goff + gnumel
         self.n_total, self.n_gates = off, goff
@@ -173,9 +181,9 @@ def gate_index(layout: ParamLayout) -> torch.Tensor | None:
     parts = []
     for s in layout.slots:
         if not s.tuned: continue
-        gshape = _gate_shape(s.shape, layout.structured)
+        gshape = _gate_shape(s.shape, layout.structured, s.name)
         ids = torch.arange(s.gate_offset, s.gate_offset + s.gate_numel).view(gshape)
-        parts.append(ids.expand(s.shape).reshape(-1))
+        parts.append(ids.expand(_weight_view(s.shape, layout.structured, s.name)).reshape(-1))
     return torch.cat(parts)
 
 def gate_weight(layout: ParamLayout) -> torch.Tensor:
