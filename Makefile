@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.smat-installed
 PYTEST_ARGS ?=
 
-.PHONY: test reproduce install sync-check lint data notebooks-test lab clean-venv
+.PHONY: test reproduce install sync-check lint data notebooks-test lab clean-venv gpu-check paper-dryrun
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ reproduce: install data
 
 notebooks-test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nbdev-test --n-workers 2
+
+# On a machine with a CUDA device (under 8 minutes): the ViT-S/16 step in bf16 (smat bench) and a torchrun
+# paper-profile SMAT run on generated Meta-Dataset files; prints the README's Performance rows.
+gpu-check: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat gpu-check --out _gpu_check
+
+# The paper profile's dry run at the ViT-S/16 shape (CPU or GPU): every dvc.yaml stage on generated Meta-Dataset files
+# (P>M>F h5, then TFRecords), OOD image folders and a DINO-named checkpoint, with only sizes changed (nbs/18_dryrun.ipynb).
+paper-dryrun: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat paper-dryrun --full
 
 lab: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab nbs

@@ -577,6 +577,8 @@ class BenchmarkConfig:
         if self.source not in ('synthetic', 'embedded', 'meta_dataset'):
             raise ValueError(f"benchmark.source: {self.source!r}; use synthetic, embedded or meta_dataset")
         if self.image_size < 8: raise ValueError(f"benchmark.image_size: {self.image_size} is too small (>= 8)")
+        if self.md_format not in ('h5', 'tfrecord'):
+            raise ValueError(f"benchmark.md_format: {self.md_format!r}; use h5 (the P>M>F layout) or tfrecord (the original records)")
 
 def embedded_builders(cfg: BenchmarkConfig, progress=None) -> dict:
     "{domain: (DomainBuilder, class -> split map or None)} of the embedded benchmark."
@@ -643,22 +645,43 @@ def write_benchmark(domains: dict, cfg: BenchmarkConfig, out_dir) -> dict:
     finally:
         if tmp.exists(): shutil.rmtree(tmp)
 
+def _md_source(cfg: BenchmarkConfig, name: str, role: str) -> dict:
+    "Counts of Meta-Dataset source `name`, after checking its folder, its dataset_spec.json and its class files in `md_format`."
+    root = Path(cfg.md_root)/name
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: Meta-Dataset source {name!r} not found under benchmark.md_root; convert it there (one "
+                                f"folder per source), or remove {name!r} from benchmark.md_train / md_test in params.yaml")
+    if not (root/'dataset_spec.json').exists():
+        raise FileNotFoundError(f"{root/'dataset_spec.json'}: not found; copy the source's dataset_spec.json from its "
+                                f"Meta-Dataset records into the folder, next to its class files")
+    spec = read_dataset_spec(root)
+    need = SPLITS if role == 'id' else ('test',)
+    short = {s: len(spec['split_ranges'][s]) for s in need if len(spec['split_ranges'][s]) < cfg.min_ways}
+    if short:
+        raise ValueError(f"{spec['path']}: {name} has {short} classes; an {role.upper()} source needs at least {cfg.min_ways} "
+                         f"classes in each of its {'/'.join(need)} splits (benchmark.min_ways)")
+    splits = {s: r for s, r in spec['split_ranges'].items() if len(r)}
+    for s in splits: MDDomain(root, s, cfg.md_format, name=name, cache=False)       # every class file is there, in md_format
+    return {'role': role, 'root': str(root), 'splits': {
+        s: {'classes': len(r), 'images': int(sum(spec['images_per_class'][i] for i in r))} for s, r in splits.items()}}
+
 def describe_meta_dataset(cfg: BenchmarkConfig) -> dict:
     "Counts of the paper profile's Meta-Dataset sources and OOD folders, checked, without rendering."
-    if not cfg.md_root or str(cfg.md_root).startswith('/path/to'):
-        raise FileNotFoundError(f"benchmark.md_root is {cfg.md_root!r}: set it in params.yaml (paper block) to the folder "
-                                f"that holds one sub-folder per Meta-Dataset source (h5 or tfrecords + dataset_spec.json)")
+    if not cfg.md_root or str(cfg.md_root).startswith('/path/to') or not Path(cfg.md_root).is_dir():
+        raise FileNotFoundError(f"benchmark.md_root is {cfg.md_root!r}{'' if str(cfg.md_root).startswith('/path/to') else ', not a folder'}: "
+                                f"set it in params.yaml (paper block) to the folder that holds one sub-folder per Meta-Dataset "
+                                f"source (h5 or tfrecords + dataset_spec.json)")
     out = {'source': 'meta_dataset', 'image_size': cfg.image_size, 'format': cfg.md_format, 'domains': {}}
     for name in list(cfg.md_train) + [d for d in cfg.md_test if d not in cfg.md_train]:
-        spec = read_dataset_spec(Path(cfg.md_root)/name)
-        role = 'id' if name in cfg.md_train else 'ood'
-        out['domains'][name] = {'role': role, 'root': str(Path(cfg.md_root)/name), 'splits': {
-            s: {'classes': len(r), 'images': int(sum(spec['images_per_class'][i] for i in r))}
-            for s, r in spec['split_ranges'].items() if len(r)}}
+        out['domains'][name] = _md_source(cfg, name, 'id' if name in cfg.md_train else 'ood')
+    if cfg.ood_split_file and not Path(cfg.ood_split_file).is_file():
+        raise FileNotFoundError(f"benchmark.ood_split_file is {cfg.ood_split_file!r}, not a file: set it in params.yaml to DomainNet's "
+                                f"class-split JSON (train/valid/test class lists)")
     splits = read_class_splits(cfg.ood_split_file) if cfg.ood_split_file else None
     for name, root in (cfg.ood_folders or {}).items():
-        if str(root).startswith('/path/to'):
-            raise FileNotFoundError(f"benchmark.ood_folders.{name} is {root!r}: set it in params.yaml to the image folder (one sub-folder per class)")
+        if str(root).startswith('/path/to') or not Path(root).is_dir():
+            raise FileNotFoundError(f"benchmark.ood_folders.{name} is {root!r}{'' if str(root).startswith('/path/to') else ', not a folder'}: "
+                                    f"set it in params.yaml to the image folder (one sub-folder per class)")
         fd = FolderDomain(root, classes=splits['test'] if splits and name.startswith('domainnet') else None, name=name)
         out['domains'][name] = {'role': 'ood', 'root': str(root), 'splits': {'test': {
             'classes': len(fd), 'images': int(sum(fd.class_size(c) for c in range(len(fd))))}}}

@@ -13,7 +13,8 @@ __all__ = ['COMMAND_MODULES', 'info', 'build_parser', 'main']
 # %% ../nbs/99_cli.ipynb #89173898
 from .core import COMMANDS, command
 
-COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench')
+COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench',
+                        'smat_nb.dryrun', 'smat_nb.gpu_check')
 
 # %% ../nbs/99_cli.ipynb #9d5ed3b1
 def _info_args(p):

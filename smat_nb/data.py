@@ -116,27 +116,54 @@ class FolderDomain:
     def load(self, c: int, i: int) -> Image.Image: return decode_image(self.files[c][i])
 
 # %% ../nbs/06_data.ipynb #518ed1dc
+def _split_key(k) -> str:
+    "'TRAIN', 'Split.VALID', 'test', 'val' -> 'train', 'valid', 'test'."
+    s = str(k).split('.')[-1].lower()
+    return 'valid' if s in ('val', 'valid', 'validation') else s
+
+def _hierarchical_counts(spec: dict, names: dict, path) -> tuple[dict, dict]:
+    "(classes per split, images per class id) of a HierarchicalDatasetSpecification (ImageNet): the leaves of each split's DAG."
+    graphs = {_split_key(k): g for k, g in spec['split_subgraphs'].items()}
+    images = {_split_key(k): v for k, v in spec['images_per_class'].items()}
+    per_split, counts, start = {}, {}, 0
+    for s in SPLITS:
+        leaves = {n['wn_id'] for n in graphs.get(s, []) if not n.get('children_ids')}
+        for i in range(start, start + len(leaves)):
+            if names.get(i) not in leaves or names[i] not in images.get(s, {}):
+                raise ValueError(f"{path}: class id {i} ({names.get(i)!r}) is not a leaf with an image count of the {s} "
+                                 f"subgraph; re-copy the source's dataset_spec.json from its Meta-Dataset records")
+            counts[i] = int(images[s][names[i]])
+        per_split[s], start = len(leaves), start + len(leaves)
+    return per_split, counts
+
 def read_dataset_spec(root) -> dict:
-    "Read and check `root/dataset_spec.json`: class names, images per class, classes per split."
+    "Read and check `root/dataset_spec.json` (any of Meta-Dataset's three spec kinds): class names, images per class, split ranges."
     path = Path(root)/'dataset_spec.json'
     if not path.exists(): raise FileNotFoundError(f"{path}: dataset_spec.json not found; point the path at a Meta-Dataset source folder")
     try: spec = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
-    for k in ('class_names', 'images_per_class', 'classes_per_split'):
+    for k in ('class_names', 'images_per_class'):
         if k not in spec: raise ValueError(f"{path}: missing key {k!r}")
-    per_split = {}
-    for k, v in spec['classes_per_split'].items():
-        s = k.split('.')[-1].lower()
-        per_split['valid' if s in ('val', 'valid', 'validation') else s] = int(v)
-    n_spec = sum(per_split.values())
+    if not {'classes_per_split', 'superclasses_per_split', 'split_subgraphs'} & set(spec):
+        raise ValueError(f"{path}: missing key 'classes_per_split' (or 'superclasses_per_split', 'split_subgraphs')")
     names = {int(k): v for k, v in spec['class_names'].items()}
-    counts = {int(k): int(v) for k, v in spec['images_per_class'].items()}
+    cps = ([int(spec['classes_per_superclass'][str(i)]) for i in range(len(spec['classes_per_superclass']))]
+           if 'classes_per_superclass' in spec else None)
+    if 'split_subgraphs' in spec: per_split, counts = _hierarchical_counts(spec, names, path)
+    else:
+        counts = {int(k): int(v) for k, v in spec['images_per_class'].items()}
+        if 'classes_per_split' in spec: per_split = {_split_key(k): int(v) for k, v in spec['classes_per_split'].items()}
+        else:                                  # bi-level (Omniglot): superclasses per split, classes per superclass
+            if cps is None: raise ValueError(f"{path}: 'superclasses_per_split' without 'classes_per_superclass'")
+            sps, per_split, first = {_split_key(k): int(v) for k, v in spec['superclasses_per_split'].items()}, {}, 0
+            for s in SPLITS:
+                per_split[s] = sum(cps[first:first + sps.get(s, 0)]); first += sps.get(s, 0)
+    n_spec = sum(per_split.values())
     if not (n_spec == len(names) == len(counts)):
         raise ValueError(f"{path}: spec/class-count mismatch: classes_per_split sums to {n_spec}, "
                          f"class_names has {len(names)}, images_per_class has {len(counts)}")
     groups = None
-    if 'classes_per_superclass' in spec:
-        cps = [int(spec['classes_per_superclass'][str(i)]) for i in range(len(spec['classes_per_superclass']))]
+    if cps is not None:
         if sum(cps) != n_spec:
             raise ValueError(f"{path}: classes_per_superclass sums to {sum(cps)}, classes_per_split to {n_spec}")
         groups = np.repeat(np.arange(len(cps)), cps)
@@ -221,6 +248,10 @@ class MDDomain:
         self.class_groups = None if spec['groups'] is None else spec['groups'][self.ids]
         self.files = [self.root/f'{i}{self.EXT[fmt]}' for i in self.ids]
         missing = [f.name for f in self.files if not f.exists()]
+        other = [f for f, e in self.EXT.items() if f != fmt and any(self.root.glob(f'*{e}'))]
+        if missing and other and len(missing) == len(self.files):
+            raise FileNotFoundError(f"{self.root}: holds {self.EXT[other[0]]} class files, not {self.EXT[fmt]}: this source is "
+                                    f"in the {other[0]!r} layout; set md_format: {other[0]} in params.yaml (benchmark section)")
         if missing:
             raise FileNotFoundError(f"{self.root}: {len(missing)} class file(s) of split {split!r} missing, e.g. {missing[:3]}; "
                                     f"spec/class-count mismatch or an incomplete conversion")

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from .core import stage_params
-from .backbones import PRESETS, create_backbone, load_checkpoint
+from .backbones import PRESETS, create_backbone, load_checkpoint, read_state_dict, to_timm_names, _check_patch_grid
 from .episodes import Episode, md_episode_plan, fixed_episode_plan, draw_indices, episode_rng
 from .data import IMAGENET_MEAN, IMAGENET_STD, MDDomain, FolderDomain, read_class_splits, train_transform, test_transform
 from .benchmark import BenchmarkConfig, domains_with_role, load_domain
 
 # %% auto #0
-__all__ = ['to_input', 'input_size', 'load_backbone', 'FileEpisodes', 'domain_samplers']
+__all__ = ['to_input', 'input_size', 'check_checkpoint_shape', 'load_backbone', 'FileEpisodes', 'domain_samplers']
 
 # %% ../nbs/09a_domains.ipynb #f3c29f13
 def to_input(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None) -> torch.Tensor:
@@ -32,7 +32,9 @@ def to_input(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=None)
 def input_size(params: dict, profile: str | None = None) -> int:
     "The backbone's input size, checked against `benchmark.image_size` and a built benchmark's summary.json."
     bb = stage_params(params, 'backbone', profile)
-    size = bb.get('input_size') or bb.get('img_size', PRESETS.get(bb.get('preset', 'tiny'), {}).get('img_size'))
+    preset = PRESETS.get(bb.get('preset', 'tiny'), {})
+    size = bb.get('input_size') or bb.get('img_size', preset.get('img_size'))
+    _check_patch_grid(size, bb.get('patch_size', preset.get('patch_size', 1)))     # the patch grid must tile the input
     bcfg = stage_params(params, 'benchmark', profile, BenchmarkConfig)
     if bcfg.image_size != size:
         raise ValueError(f"backbone.img_size is {size} but benchmark.image_size is {bcfg.image_size}: the episodes are fed "
@@ -46,6 +48,25 @@ def input_size(params: dict, profile: str | None = None) -> int:
     return size
 
 # %% ../nbs/09a_domains.ipynb #47b4c7fb
+_VIT_NAMES = {(192, 12): 'ViT-Ti', (384, 12): 'ViT-S', (768, 12): 'ViT-B', (1024, 24): 'ViT-L'}
+
+def _vit_shape(sd: dict) -> dict:
+    "Width, depth and patch size of a ViT state dict in timm names."
+    w = sd.get('patch_embed.proj.weight')
+    blocks = {int(k.split('.')[1]) for k in sd if k.startswith('blocks.') and k.split('.')[1].isdigit()}
+    return dict(embed_dim=None if w is None else int(w.shape[0]), depth=max(blocks) + 1 if blocks else 0,
+                patch_size=None if w is None else int(w.shape[-1]))
+
+def check_checkpoint_shape(model: nn.Module, ck, where: str = 'backbone'):
+    "One-line error naming `ck` and the `where` keys when the checkpoint's width, depth or patch size is not `model`'s."
+    have = _vit_shape(to_timm_names(read_state_dict(ck)))
+    want = dict(embed_dim=model.embed_dim, depth=len(model.blocks), patch_size=int(model.patch_embed.patch_size[0]))
+    if have['embed_dim'] is None or have == want: return      # not a ViT at all: load_checkpoint lists the keys
+    desc = lambda s: (f"{_VIT_NAMES.get((s['embed_dim'], s['depth']), 'ViT')}/{s['patch_size']} "
+                      f"(embed_dim {s['embed_dim']}, depth {s['depth']}, patch {s['patch_size']})")
+    raise ValueError(f"{ck}: holds {desc(have)} weights, but {where} builds a {desc(want)}; point {where}.checkpoint at "
+                     f"weights of that shape, or set {where}.preset (or embed_dim, depth, num_heads) to the checkpoint's shape")
+
 def load_backbone(params: dict, profile: str | None = None, checkpoint: str | None = None) -> nn.Module:
     "The foundation ViT of the `backbone` section, with its checkpoint (or `checkpoint`) loaded."
     sec = dict(stage_params(params, 'backbone', profile))
@@ -57,12 +78,13 @@ def load_backbone(params: dict, profile: str | None = None, checkpoint: str | No
             raise FileNotFoundError(f"backbone.checkpoint is {ck!r}: set it in params.yaml to your local DINO ViT-S/16 weights")
         if not Path(ck).exists():
             raise FileNotFoundError(f"{ck}: backbone checkpoint not found; run `smat pretrain` first (tiny/smoke) or fix backbone.checkpoint")
+        check_checkpoint_shape(model, ck, f"backbone.{profile or params.get('profile', 'tiny')}")
         load_checkpoint(model, ck)
     return model.eval()
 
 # %% ../nbs/09a_domains.ipynb #fffb97c4
 class FileEpisodes:
-    "Reproducible episodes over a file-backed domain (MDDomain / FolderDomain), transformed to model input."
+    "Reproducible episodes over a file-backed domain (MDDomain / FolderDomain): transformed [0, 1] float images, not normalised."
     def __init__(self, domain, split: str, seed: int, image_size: int, train: bool = True,
                  mode: str = 'md', ways: int = 5, shots: int = 5, queries: int = 10, **limits):
         self.domain, self.split, self.seed, self.mode = domain, split, seed, mode
@@ -72,7 +94,7 @@ class FileEpisodes:
         starts = np.concatenate([[0], np.cumsum(self.class_sizes)])
         self.class_items = [np.arange(starts[c], starts[c + 1]) for c in range(len(sizes))]
         self.starts = starts
-        self.tf = train_transform(image_size) if train else test_transform(image_size)
+        self.tf = train_transform(image_size, normalize=False) if train else test_transform(image_size, normalize=False)
         self.name = getattr(domain, 'name', 'domain')
 
     def __getitem__(self, index: int) -> Episode:

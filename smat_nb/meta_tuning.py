@@ -42,9 +42,9 @@ class TaskSource:
     def __len__(self): return 1 << 31
 
 def prepare_task(ep, cfg: MetaTuneConfig, index: int, device=None, train: bool = True):
-    "(support_x, support_y, query_x, query_y) ready for the model, augmented if `train` and the images are uint8."
+    "(support_x, support_y, query_x, query_y) ready for the model: normalised, and augmented if `train` and the images are uint8."
     def prep(x, salt):
-        if x.dtype != torch.uint8: return x.to(device)
+        if x.dtype != torch.uint8: return to_input(x, device=device)     # file episodes: transformed [0, 1] floats
         x = x.to(device).float().div_(255)
         if train and cfg.augment:
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + int(index) * 2 + salt)

@@ -144,9 +144,13 @@ def pretrain_cmd(args):
     profile = args.profile or params.get('profile', 'tiny')
     bb = stage_params(params, 'backbone', profile)
     sec = stage_params(params, 'pretrain', profile)
-    if sec.pop('skip', False):
-        raise ValueError(f"the {profile} profile starts from released weights (backbone.checkpoint = {bb.get('checkpoint')!r}); "
-                         'nothing to pre-train: set backbone.checkpoint to your local DINO ViT-S/16 file')
+    if sec.pop('skip', False):                 # the paper profile: DINO's released weights, nothing to train
+        ck = str(bb.get('checkpoint') or '')
+        if not ck or ck.startswith('/path/to') or not Path(ck).is_file():
+            raise FileNotFoundError(f"backbone.checkpoint is {ck!r}: the {profile} profile starts from released weights, not "
+                                    f"pre-training; set backbone.{profile}.checkpoint in params.yaml to your local DINO ViT-S/16 file")
+        if not args.quiet: print(f"pretrain: skipped; the {profile} profile starts from {ck}")
+        return 0
     out = args.out or sec.pop('out_dir', 'results/pretrain'); sec.pop('out_dir', None)
     cfg = from_dict(PretrainConfig, {**sec, 'backbone': bb['preset'], 'img_size': input_size(params, profile)}, 'pretrain')
     bench = stage_params(params, 'benchmark', profile)['out_dir']

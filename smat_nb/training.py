@@ -186,7 +186,7 @@ import torch.distributed as dist
 def dist_setup(backend: str | None = None):
     "Initialise torch.distributed from torchrun's env vars; return (rank, world_size, device)."
     world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world > 1 and not dist.is_initialized():
+    if (world > 1 or 'TORCHELASTIC_RUN_ID' in os.environ) and not dist.is_initialized():   # torchrun, even with one process
         backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
         dist.init_process_group(backend=backend)
     rank = dist.get_rank() if dist.is_initialized() else 0

@@ -1,23 +1,17 @@
 """The smoke profile through `dvc repro` in a scratch copy of the repository: every file the README's
 table/figure map lists is produced, and a second `dvc repro` has nothing to do."""
-import os, re, resource, shutil, subprocess, time
+import os, resource, shutil, subprocess, time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from smat_nb.dryrun import mapped_files
 from conftest import ROOT
 
 def readme_files() -> dict:
-    "{id: [files]} of the README's '## Tables and figures' map."
-    text = (ROOT/'README.md').read_text()
-    sec = re.split(r'\n#+ ', text.split('## Tables and figures', 1)[1], maxsplit=1)[0]   # up to the next heading
-    out = {}
-    for line in sec.splitlines():
-        cells = [c.strip() for c in line.strip().strip('|').split('|')]
-        if len(cells) >= 3 and cells[0] and not set(cells[0]) <= {'-'} and cells[0] != 'id':
-            out[cells[0]] = re.findall(r'`([^`]+\.[a-z]+)`', cells[2])
-    return out
+    "{id: [files]} of the README's '## Tables and figures' map (the parser is the paper dry run's, smat_nb.dryrun)."
+    return mapped_files(ROOT/'README.md')
 
 def test_readme_map_lists_every_table_and_figure():
     files = readme_files()

@@ -157,7 +157,8 @@ def backbone_checkpoint_of_another_architecture(t, ws):
     save_file({k: v.contiguous() for k, v in create_backbone('tiny', img_size=32).state_dict().items()}, str(ck))
     f = params_file(ws, t, lambda p: p['backbone'].update(checkpoint=str(ck)))
     return (lambda: cli('meta-tune', '--method', 'smat', '--params', str(f), '--quiet'),
-            KeyError, [str(ck), 'does not match the model', 'shape mismatches: ['], "Build the backbone with the checkpoint's architecture")
+            ValueError, [str(ck), 'embed_dim 128, depth 4', 'backbone.smoke builds a ViT/8 (embed_dim 32, depth 2'],
+            'point backbone.smoke.checkpoint at weights of that shape')
 
 def run_checkpoint_of_another_architecture(t, ws):
     bb = create_backbone('smoke', img_size=32)
