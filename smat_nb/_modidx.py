@@ -215,6 +215,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'smat_nb.dryrun.mapped_files': ('dryrun.html#mapped_files', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.paper_dryrun': ('dryrun.html#paper_dryrun', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.paper_dryrun_cmd': ('dryrun.html#paper_dryrun_cmd', 'smat_nb/dryrun.py'),
+                                'smat_nb.dryrun.pipeline_stages': ('dryrun.html#pipeline_stages', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.repo_files': ('dryrun.html#repo_files', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.run_dvc': ('dryrun.html#run_dvc', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.write_bilevel_spec': ('dryrun.html#write_bilevel_spec', 'smat_nb/dryrun.py'),

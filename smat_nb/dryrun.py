@@ -21,7 +21,8 @@ __all__ = ['GRAY_SOURCES', 'SPEC_KIND', 'FULL_SHAPE', 'REDUCED_SHAPE', 'SIZES', 
            'SECOND_TARGETS', 'class_image', 'encode_image', 'write_bilevel_spec', 'write_hierarchical_spec',
            'write_md_source', 'write_md_root', 'write_image_folder', 'write_ood_folders', 'dino_vit_state_dict',
            'write_dino_checkpoint', 'make_dryrun_data', 'dryrun_params', 'changed_keys', 'repo_files', 'copy_repo',
-           'mapped_files', 'DryRunError', 'run_dvc', 'check_outputs', 'paper_dryrun', 'paper_dryrun_cmd']
+           'mapped_files', 'DryRunError', 'run_dvc', 'pipeline_stages', 'check_outputs', 'paper_dryrun',
+           'paper_dryrun_cmd']
 
 # %% ../nbs/18_dryrun.ipynb #c92babd0
 GRAY_SOURCES = ('omniglot', 'quickdraw', 'mnist')      # one-channel sources: (H, W) arrays, grayscale PNG
@@ -286,6 +287,12 @@ def run_dvc(repo, targets=(), echo=None, timeout: float | None = None) -> dict:
         raise DryRunError(f"dvc repro failed in {repo} at {where}; the end of its log:\n" + '\n'.join(tail))
     return dict(wall=time.perf_counter() - t0, cpu=cpu, stages=stages)
 
+def pipeline_stages(repo) -> list:
+    "Every stage of `repo`'s dvc.yaml, templates expanded (`dvc stage list --name-only`)."
+    r = subprocess.run(['dvc', 'stage', 'list', '--name-only'], cwd=repo, capture_output=True, text=True, env=_env())
+    if r.returncode: raise DryRunError(f"dvc stage list failed in {repo}: {r.stderr.strip()}")
+    return r.stdout.split()
+
 # %% ../nbs/18_dryrun.ipynb #cac79781
 def _eval_problems(f: Path, bench: dict, episodes: int) -> list:
     m = json.loads(f.read_text())
@@ -340,6 +347,7 @@ def paper_dryrun(out, repo='.', formats=('h5', 'tfrecord'), full: bool = False, 
         say(f"paper-dryrun [{fmt}]: dvc repro {'(every stage)' if every else ' '.join(second_targets)} in {dest}")
         res = run_dvc(dest, () if every else second_targets, echo=say)
         res['problems'] = check_outputs(dest, every_stage=every)
+        if every: res['problems'] += [f'stage {s}: did not run' for s in pipeline_stages(dest) if s not in res['stages']]
         say(f"paper-dryrun [{fmt}]: {len(res['stages'])} stages, {res['wall']:.0f} s wall, {res['cpu']:.0f} CPU-s, "
             f"{len(res['problems'])} problem(s)")
         report[fmt] = res

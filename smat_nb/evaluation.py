@@ -113,15 +113,16 @@ class EvalConfig(EpisodeConfig):
             raise ValueError(f'evaluate.finetune_episodes: {self.finetune_episodes}, need >= 1 (or null: as many as episodes)')
         if self.lr is not None and self.lr < 0: raise ValueError(f'evaluate.lr: {self.lr} must be >= 0 (or null to select)')
 
-def _task_model_for(method: str, model_path, params, profile):
-    "(task_model function, description) for a trained model, 'pre' or 'pixels'."
+def _task_model_for(method: str, model_path, params, profile, device='cpu'):
+    "(task_model function, description) for a trained model, 'pre' or 'pixels', on `device`."
     if method == 'pixels':                                 # the sanity floor: a cosine ProtoNet on normalised pixels
         flat = nn.Flatten()
         return (lambda sx, sy: flat), 'raw pixels'
     if method == 'pre':
-        bb = load_backbone(params, profile, checkpoint=str(model_path) if model_path else None)
+        bb = load_backbone(params, profile, checkpoint=str(model_path) if model_path else None).to(device)
         return (lambda sx, sy: bb), str(model_path or stage_params(params, 'backbone', profile).get('checkpoint'))
     meth, mod = load_model(model_path)
+    mod = mod.to(device)
     if meth != method: raise ValueError(f'{model_path}: holds a {meth!r} model, not {method!r}; check --method or --model')
     return task_model(meth, mod), str(model_path)
 
@@ -132,8 +133,8 @@ def metrics_record(method: str, mode: str, model: str, profile: str, config: dic
             'domains': results, 'summary': summarise(results, ids, oods)}
 
 def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero-shot', profile: str | None = None,
-                   out=None, domains=None, overrides: dict | None = None, progress: bool = True) -> dict:
-    "Evaluate one model in one mode on every test domain; write and return the metrics."
+                   out=None, domains=None, overrides: dict | None = None, progress: bool = True, device=None) -> dict:
+    "Evaluate one model in one mode on every test domain (on `device`, default: CUDA when there is one); write and return the metrics."
     if mode not in MODES: raise ValueError(f"evaluate: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if method == 'pixels' and mode != 'zero-shot':
         raise ValueError(f"evaluate: 'pixels' has no parameters to fine-tune; use --mode zero-shot, not {mode!r}")
@@ -142,7 +143,8 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
     cfg = from_dict(EvalConfig, sec, 'evaluate')
     input_size(params, profile)
     set_threads(cfg.threads); seed_everything(cfg.seed)
-    tm, src = _task_model_for(method, model_path, params, profile)
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    tm, src = _task_model_for(method, model_path, params, profile, device)
     kw = cfg.sampler_kwargs()
     roles = {}
     samplers = {}
@@ -161,13 +163,14 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
                 eps = []
                 for i in range(cfg.select_episodes):
                     ep = sel[i]
-                    eps.append((to_input(ep.support), ep.support_labels, to_input(ep.query), ep.query_labels))
+                    eps.append((to_input(ep.support, device=device), ep.support_labels.to(device), to_input(ep.query, device=device),
+                                ep.query_labels.to(device)))
                 grid = cfg.folder_lr_grid if getattr(samp, 'mode', cfg.episode_mode) == 'fixed' and cfg.episode_mode == 'md' else cfg.lr_grid
                 lr, scores = select_lr(tm, eps, mode, grid, generator=torch.Generator().manual_seed(cfg.seed), **adapt_kw)
             adapt_kw['lr'] = lr
             adapt_kw['generator'] = torch.Generator().manual_seed(cfg.seed)
         n_ep = cfg.episodes if mode == 'zero-shot' or cfg.finetune_episodes is None else cfg.finetune_episodes
-        r = evaluate_domain(tm, samp, n_ep, mode, progress=progress, desc=d, **adapt_kw)
+        r = evaluate_domain(tm, samp, n_ep, mode, device=device, progress=progress, desc=d, **adapt_kw)
         r.update(role=roles[d], lr=lr, lr_scores={str(k): v for k, v in scores.items()} if scores else None)
         results[d] = r
     metrics = metrics_record(method, mode, src, profile or params.get('profile', 'tiny'), asdict(cfg), results,
@@ -181,13 +184,15 @@ def _eval_args(p):
     p.add_argument('--model', default=None, help="trained model path without suffix, e.g. results/runs/smat/best ('pre': the backbone checkpoint)")
     p.add_argument('--mode', default='zero-shot', choices=MODES, help='inference mode (default: zero-shot)')
     p.add_argument('--domains', nargs='*', default=None, help='only these domains')
+    p.add_argument('--device', default=None, help='cuda, cuda:1 or cpu (default: cuda when there is one)')
     common_args(p, out='metrics JSON (default: evaluate.out_dir/METHOD_MODE.json)', section='evaluate', example='episodes=50')
 
 @command('evaluate', 'evaluate a model (or the pre-trained backbone) on every test domain: accuracy, 95%% CI, ECE')
 def evaluate_cmd(args):
     params = load_params(args.params)
     if args.method not in ('pre', 'pixels') and not args.model: raise ValueError('--model is required for a meta-tuned method (e.g. results/runs/smat/best)')
-    m = run_evaluation(params, args.method, args.model, args.mode, args.profile, args.out, args.domains, parse_sets(args.set), not args.quiet)
+    m = run_evaluation(params, args.method, args.model, args.mode, args.profile, args.out, args.domains, parse_sets(args.set),
+                       not args.quiet, args.device)
     for d, r in m['summary'].items(): print(f"{d:12s} {r['mean']:6.2f} ± {r['ci95']:.2f}")
     return 0
 evaluate_cmd.add_args = _eval_args
