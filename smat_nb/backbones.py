@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 # %% auto #0
 __all__ = ['PRESETS', 'interpolate_pos_table', 'InterpolatedPosViT', 'create_vit', 'create_backbone', 'vit_config', 'features',
-           'to_timm_names', 'read_state_dict', 'load_checkpoint']
+           'to_timm_names', 'read_safetensors', 'read_state_dict', 'load_checkpoint']
 
 # %% ../nbs/01_backbones.ipynb #1f0c7716
 def interpolate_pos_table(pos: torch.Tensor, grid: tuple, num_prefix_tokens: int = 1) -> torch.Tensor:
@@ -149,13 +149,21 @@ def to_timm_names(sd: dict) -> dict:
     return {k: v for k, v in sd.items() if not k.startswith('head.')}   # DINO projection head / classifier
 
 # %% ../nbs/01_backbones.ipynb #981e4453
+def read_safetensors(path, device: str = 'cpu', fix: str = 'write or download it again') -> dict:
+    "Tensors of a .safetensors file; a truncated or foreign file is a one-line ValueError naming it and `fix`."
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try: return load_file(str(path), device=device)
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file, truncated or corrupt ({e}); {fix}") from None
+
 def read_state_dict(path) -> dict:
     "Tensors of a local safetensors or torch checkpoint (torch files are read with weights_only=True)."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint not found")
+    if path.is_dir(): raise ValueError(f"{path}: a folder, not a checkpoint; name the .safetensors or .pth file inside it")
     if path.suffix == '.safetensors':
-        from safetensors.torch import load_file
-        return load_file(str(path))
+        return read_safetensors(path, fix='run `smat pretrain` again, or download the weights again')
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: not a safetensors file and not readable with torch.load(weights_only=True) ({e}); "

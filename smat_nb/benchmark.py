@@ -719,7 +719,12 @@ def load_domain(out_dir, name: str, split: str) -> ArrayDomain:
     if name not in s['domains']: raise KeyError(f"{out_dir}: no domain {name!r}; domains are {sorted(s['domains'])}")
     if split not in s['domains'][name]['splits']:
         raise KeyError(f"{out_dir}: domain {name!r} has no split {split!r}; it has {sorted(s['domains'][name]['splits'])}")
-    return ArrayDomain.load(Path(out_dir)/s['domains'][name]['splits'][split]['file'])
+    info = s['domains'][name]['splits'][split]
+    f = Path(out_dir)/info['file']
+    if f.exists() and info.get('sha256') and sha256_file(f) != info['sha256']:      # summary.json pins every file
+        raise ValueError(f"{f}: sha256 differs from the one {Path(out_dir)/'summary.json'} records: the file is truncated "
+                         f"or was changed since the build; rebuild with `smat build-benchmark` (or `dvc repro benchmark`)")
+    return ArrayDomain.load(f)
 
 def domains_with_role(out_dir, role: str) -> list:
     "Names of the domains of a built benchmark with `role` ('pretrain', 'id' or 'ood')."

@@ -371,7 +371,7 @@ class ArrayDomain:
                 g = z['class_groups'] if 'class_groups' in z.files else None
                 return cls(meta['name'], meta['split'], z['images'], z['labels'], z['styles'], z['class_names'].tolist(),
                            z['style_names'].tolist(), g, z['group_names'].tolist() if g is not None else None)
-        except (KeyError, ValueError, OSError, EOFError) as e:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             if isinstance(e, ValueError) and str(e).startswith(str(path.stem)): raise
             raise ValueError(f"{path}: unreadable domain arrays ({e}); rebuild with `smat build-benchmark`") from None
 

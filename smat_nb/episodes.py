@@ -219,3 +219,17 @@ class EpisodeConfig:
     def sampler_kwargs(self) -> dict:
         "Keyword arguments of `EpisodeSampler` for this rule."
         return dict(mode=self.episode_mode, ways=self.ways, shots=self.shots, queries=self.queries, **self.limits())
+
+    def check_episodes(self, section: str):
+        "Raise a one-line ValueError naming `section.key` for a rule no episode can follow (1-way, no shots, ...)."
+        checks = [(self.episode_mode in ('md', 'fixed'), 'episode_mode', "'md' or 'fixed'"),
+                  (self.ways >= 2, 'ways', '>= 2 (a 1-way task has nothing to tell apart)'),
+                  (self.shots >= 1, 'shots', '>= 1'), (self.queries >= 1, 'queries', '>= 1'),
+                  (self.max_ways >= 2, 'max_ways', '>= 2'), (self.max_query >= 1, 'max_query', '>= 1'),
+                  (self.max_support_per_class >= 1, 'max_support_per_class', '>= 1'),
+                  (self.max_support >= self.max_ways, 'max_support', f'>= max_ways ({self.max_ways}): every class needs a support image')]
+        for ok, key, what in checks:
+            if not ok:
+                raise ValueError(f"{section}.{key}: got {getattr(self, key)!r}, must be {what}; "
+                                 f"set it in params.yaml ({section} section) or pass --set {key}=...")
+        return self

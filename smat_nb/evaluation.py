@@ -15,8 +15,8 @@ from .adaptation import adapt
 from .domains import to_input
 
 # %% auto #0
-__all__ = ['mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise', 'EvalConfig', 'metrics_record',
-           'run_evaluation', 'evaluate_cmd']
+__all__ = ['mean_ci', 'ece', 'paired_comparison', 'evaluate_domain', 'summarise', 'EvalConfig', 'resolve_model',
+           'check_metrics_out', 'metrics_record', 'run_evaluation', 'evaluate_cmd']
 
 # %% ../nbs/13_evaluation.ipynb #6639c792
 def mean_ci(values: Sequence[float], z: float = 1.96):
@@ -82,7 +82,7 @@ def summarise(results: dict, id_domains: Sequence[str] = (), ood_domains: Sequen
     return out
 
 # %% ../nbs/13_evaluation.ipynb #d5cb7254
-import time
+import json, time
 from torch import nn
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -92,6 +92,7 @@ from .adaptation import select_lr, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
 from .episodes import EpisodeConfig
 from .domains import load_backbone, domain_samplers, input_size
 from .methods import load_model, task_model
+from .training import check_output
 
 @dataclass
 class EvalConfig(EpisodeConfig):
@@ -108,10 +109,42 @@ class EvalConfig(EpisodeConfig):
     threads: int = 0
 
     def __post_init__(self):
-        if self.episodes < 1: raise ValueError(f'evaluate.episodes: {self.episodes}, need >= 1')
-        if self.finetune_episodes is not None and self.finetune_episodes < 1:
-            raise ValueError(f'evaluate.finetune_episodes: {self.finetune_episodes}, need >= 1 (or null: as many as episodes)')
-        if self.lr is not None and self.lr < 0: raise ValueError(f'evaluate.lr: {self.lr} must be >= 0 (or null to select)')
+        self.check_episodes('evaluate')
+        fix = "; set it in params.yaml (evaluate section) or pass --set KEY=..."
+        checks = [(self.episodes >= 1, 'episodes', '>= 1'),
+                  (self.finetune_episodes is None or self.finetune_episodes >= 1, 'finetune_episodes', '>= 1 (or null: as many as episodes)'),
+                  (self.lr is None or self.lr >= 0, 'lr', '>= 0 (or null to select it from lr_grid)'),
+                  (len(self.lr_grid) > 0 and len(self.folder_lr_grid) > 0, 'lr_grid', 'a non-empty list (folder_lr_grid too)'),
+                  (self.select_episodes >= 1 and self.steps >= 1, 'select_episodes', '>= 1 (steps too)'),
+                  (self.threads >= 0, 'threads', ">= 0 (0: torch's default)")]
+        for ok, key, what in checks:
+            if not ok: raise ValueError(f"evaluate.{key}: got {getattr(self, key)!r}, must be {what}{fix}")
+
+def resolve_model(method: str, model_path):
+    "The model `--model` names: a run folder gets a hint; for 'pre' a checkpoint path may omit its suffix."
+    if model_path is None: return None
+    p = Path(model_path)
+    if p.is_dir():
+        if method == 'pre':
+            have = [str(f) for f in sorted(p.glob('*.safetensors')) + sorted(p.glob('*.pth'))]
+        else: have = [str(p/n) for n in ('best', 'final') if (p/n).with_suffix('.json').exists()]
+        raise ValueError(f"--model {p}: a folder, not a model; pass {' or '.join(have) if have else 'a model file inside it'}"
+                         + ('' if method == 'pre' else ' (the path without its suffix)'))
+    if method == 'pre' and not p.exists():          # results/pretrain/backbone, as trained models are named
+        for suf in ('.safetensors', '.pth'):
+            if p.with_name(p.name + suf).exists(): return p.with_name(p.name + suf)
+    return p
+
+def check_metrics_out(out) -> Path:
+    "`out` may be written: a writable place that holds nothing, or an earlier metrics JSON of `smat evaluate`."
+    out = check_output(out)
+    if out.exists():
+        try: old = json.loads(out.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError): old = None
+        if not (isinstance(old, dict) and {'method', 'mode', 'domains', 'summary'} <= set(old)):
+            raise ValueError(f"--out {out}: exists and is not a metrics file of `smat evaluate`; "
+                             "choose another --out, or delete the file if it may go")
+    return out
 
 def _task_model_for(method: str, model_path, params, profile, device='cpu'):
     "(task_model function, description) for a trained model, 'pre' or 'pixels', on `device`."
@@ -141,17 +174,20 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
     sec = dict(stage_params(params, 'evaluate', profile)); sec.update(overrides or {})
     out_dir = sec.pop('out_dir', 'results/eval')
     cfg = from_dict(EvalConfig, sec, 'evaluate')
+    out = check_metrics_out(out or Path(out_dir)/f"{method}_{mode}.json")      # before the work, not after
     input_size(params, profile)
-    set_threads(cfg.threads); seed_everything(cfg.seed)
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    tm, src = _task_model_for(method, model_path, params, profile, device)
     kw = cfg.sampler_kwargs()
-    roles = {}
-    samplers = {}
+    roles, samplers = {}, {}
     for role, split in (('id', 'test'), ('ood', 'test')):
         for d, s in domain_samplers(params, profile, role, split, seed=cfg.seed, **kw).items():
             samplers[d], roles[d] = s, role
-    if domains: samplers = {d: s for d, s in samplers.items() if d in domains}
+    if domains:
+        unknown = [d for d in domains if d not in samplers]
+        if unknown: raise ValueError(f"--domains: no test domain {', '.join(map(repr, unknown))}; the test domains are {', '.join(samplers)}")
+        samplers = {d: s for d, s in samplers.items() if d in domains}
+    set_threads(cfg.threads); seed_everything(cfg.seed)
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    tm, src = _task_model_for(method, resolve_model(method, model_path), params, profile, device)
     results, t0 = {}, time.perf_counter()
     for d, samp in tqdm(samplers.items(), desc=f'evaluate {method} {mode}', disable=not progress):
         adapt_kw = {} if mode == 'zero-shot' else dict(steps=cfg.steps, weight_decay=cfg.weight_decay)
@@ -175,7 +211,6 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
         results[d] = r
     metrics = metrics_record(method, mode, src, profile or params.get('profile', 'tiny'), asdict(cfg), results,
                              time.perf_counter() - t0)
-    if out is None: out = Path(out_dir)/f"{method}_{mode}.json"
     write_json(out, metrics)
     return metrics
 

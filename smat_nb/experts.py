@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 from torch.func import functional_call
 
 from .core import atomic_write, write_json
-from .backbones import create_vit, vit_config
+from .backbones import create_vit, vit_config, read_safetensors
 from .masks import (BETA, CPU_CHUNK, ParamLayout, hard_concrete, gate_backward_, gate_index, gate_weight, init_mask_logits, clamp_mask_logits_,
                            expert_density, measured_sparsity, check_tau)
 from .router import Router, prototypes
@@ -272,7 +272,6 @@ def save_experts(module: InterpolatedExperts, path) -> Path:
 
 def load_experts(path, map_location: str = 'cpu') -> InterpolatedExperts:
     "Rebuild a module written by `save_experts` (path with or without suffix)."
-    from safetensors.torch import load_file
     path = Path(path)
     js, st = path.with_suffix('.json'), path.with_suffix('.safetensors')
     if not js.exists(): raise FileNotFoundError(f"{js}: experts checkpoint not found; check the path (save_experts writes NAME.json + NAME.safetensors)")
@@ -290,5 +289,5 @@ def load_experts(path, map_location: str = 'cpu') -> InterpolatedExperts:
     module = cls(backbone, **cfg)
     if module.layout.spec() != info['layout']:
         raise ValueError(f"{js}: the rebuilt parameter layout differs from the saved one; the timm version may have changed the model")
-    module.load_state_dict(load_file(str(st)), strict=True)
+    module.load_state_dict(read_safetensors(st, fix=f'run the training that wrote {js.name} again'), strict=True)
     return module.to(map_location)

@@ -19,7 +19,8 @@ from .core import from_dict, write_json, seed_everything, set_threads, load_para
 from .router import prototypes
 from .objective import cosine_logits
 from .training import (set_lrs, train_augment, save_checkpoint, load_checkpoint, latest_checkpoint, rng_state, set_rng_state,
-                              JsonlLog, check_finite, dist_setup, average_gradients, is_main, broadcast_buffers, amp_context)
+                              JsonlLog, check_finite, dist_setup, average_gradients, is_main, broadcast_buffers, amp_context,
+                              check_output)
 from .domains import to_input, load_backbone, domain_samplers, input_size
 from .methods import Method, MetaTuneConfig, METHODS, get_method, save_model
 
@@ -316,6 +317,7 @@ def run_meta_tune(params: dict, method: str, profile: str | None = None, out=Non
     "Meta-tune `method` as params.yaml says; returns the summary."
     get_method(method)
     cfg, out_root = meta_tune_config(params, profile, overrides)
+    out = check_output(out or Path(out_root)/method, 'folder')
     input_size(params, profile)
     lim = cfg.limits()
     train = domain_samplers(params, profile, 'id', 'train', seed=cfg.seed, mode=cfg.episode_mode, ways=cfg.ways,
@@ -328,7 +330,7 @@ def run_meta_tune(params: dict, method: str, profile: str | None = None, out=Non
                              f"({', '.join(train)}); use 0 (all) or at most {len(train)}")
         keep = list(train)[:cfg.num_domains]
         train = {d: train[d] for d in keep}; val = {d: s for d, s in val.items() if d in keep}
-    return meta_tune(method, load_backbone(params, profile), train, val, cfg, out or Path(out_root)/method, progress)
+    return meta_tune(method, load_backbone(params, profile), train, val, cfg, out, progress)
 
 def _mt_args(p):
     p.add_argument('--method', required=True, help=f"one of: {', '.join(METHODS)}")

@@ -88,10 +88,15 @@ class MetaTuneConfig(EpisodeConfig):
         "Raise a clear error for out-of-range values."
         fix = lambda k: f"; set it in params.yaml (meta_tune section) or pass --set {k}=..."
         check_tau(self.tau, 'meta_tune.tau', fix('tau'))
+        self.check_episodes('meta_tune')
         checks = [(self.num_experts >= 1, 'num_experts', '>= 1'),
-                  (self.meta_batch >= 1 and self.tasks >= 1, 'meta_batch/tasks', '>= 1'),
+                  (self.meta_batch >= 1, 'meta_batch', '>= 1'), (self.tasks >= 1, 'tasks', '>= 1'),
                   (self.num_domains >= 0, 'num_domains', '>= 0 (0: every ID domain)'),
-                  (self.episode_mode in ('md', 'fixed') and self.val_mode in ('md', 'fixed'), 'episode_mode/val_mode', "'md' or 'fixed'"),
+                  (self.val_mode in ('md', 'fixed'), 'val_mode', "'md' or 'fixed'"),
+                  (self.val_every >= 0, 'val_every', '>= 0 (0: no validation)'),
+                  (self.val_episodes >= 1 or not self.val_every, 'val_episodes', '>= 1 while val_every > 0 (val_every: 0 skips validation)'),
+                  (self.checkpoint_every >= 0, 'checkpoint_every', '>= 0 (0: no checkpoints)'),
+                  (self.threads >= 0, 'threads', ">= 0 (0: torch's default)"),
                   (self.amp in ('none', 'bf16', 'fp16'), 'amp', "one of none, bf16, fp16"),
                   (self.kd_direction in ('reverse', 'forward'), 'kd_direction', "'reverse' or 'forward'"),
                   (0 <= self.kd_weight <= 1 and 0 <= self.kd_teacher_share <= 1, 'kd_weight/kd_teacher_share', 'in [0, 1]')]

@@ -5,19 +5,20 @@ bit-exactly without unpickling anything, and per-task JSON-lines logs."""
 
 # %% ../nbs/09_training.ipynb #3d979de9
 from __future__ import annotations
-import json, math, random
+import json, math, random, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file, load_file
+from safetensors.torch import save_file
 
 from .core import atomic_write, write_json, sha256_file
+from .backbones import read_safetensors
 
 # %% auto #0
 __all__ = ['Schedule', 'set_lrs', 'pack', 'unpack', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'check_same_architecture', 'latest_checkpoint', 'JsonlLog', 'check_finite', 'dist_setup',
+           'check_same_architecture', 'latest_checkpoint', 'check_output', 'JsonlLog', 'check_finite', 'dist_setup',
            'average_gradients', 'broadcast_buffers', 'dist_mean', 'is_main', 'train_augment', 'affine_augment',
            'amp_context']
 
@@ -126,7 +127,7 @@ def load_checkpoint(path, map_location: str = 'cpu', expect: dict | None = None)
     if not st_file.exists(): raise FileNotFoundError(f'{st_file}: the tensors of checkpoint {js.name} are missing')
     if sha256_file(st_file) != info['sha256']:
         raise ValueError(f'{st_file}: hash does not match {js.name}; the file is truncated or from another run')
-    allt = load_file(str(st_file), device=map_location)
+    allt = read_safetensors(st_file, map_location, fix=f'delete {path.parent} to start afresh')
     model = {k: allt[k] for k in info['model_keys']}
     if expect is not None: check_same_architecture(st_file, model, expect)
     return model, unpack(info['state'], allt), info.get('meta', {})
@@ -149,6 +150,30 @@ def latest_checkpoint(folder, pattern: str = 'task_*.json'):
         except ValueError: continue
         if js.with_suffix('.safetensors').exists(): cands.append((n, js))
     return max(cands)[1].with_suffix('') if cands else None
+
+# %% ../nbs/09_training.ipynb #0600d691
+def _nearest_folder(path: Path) -> Path:
+    "The first existing ancestor of `path` (the folder a run would create its way down from)."
+    p = path.parent
+    while not p.exists(): p = p.parent
+    return p
+
+def check_output(path, kind: str = 'file', flag: str = '--out') -> Path:
+    "Raise a one-line ValueError now if `path` (a 'file' or a 'folder') could not be written; return it as a Path."
+    path = Path(path)
+    if kind == 'file' and path.is_dir():
+        raise ValueError(f"{flag} {path}: a folder; give a file path, e.g. {path/'metrics.json'}")
+    if kind == 'folder' and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: an existing file; give a folder path (a run folder), e.g. {path.with_suffix('')}_run")
+    where = path if kind == 'folder' and path.is_dir() else _nearest_folder(path)
+    if not where.is_dir():
+        raise ValueError(f"{flag} {path}: {where} is a file, so nothing can be written under it; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=where): pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot write in {where} ({e.strerror}); choose another {flag} "
+                         f"or make {where} writable") from None
+    return path
 
 # %% ../nbs/09_training.ipynb #77a9c160
 class JsonlLog:
