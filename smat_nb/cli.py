@@ -4,17 +4,36 @@
 
 # %% ../nbs/99_cli.ipynb #ba2acccf
 from __future__ import annotations
-import argparse, json, platform, sys
+import argparse, errno, importlib, importlib.util, json, platform, re, sys
+from pathlib import Path
+
+import yaml
 import smat_nb
 
 # %% auto #0
-__all__ = ['COMMAND_MODULES', 'info', 'build_parser', 'main']
+__all__ = ['COMMAND_INDEX', 'COMMAND_MODULES', 'info', 'default_params_path', 'with_profile', 'init_params', 'init_cmd',
+           'build_parser', 'os_error_text', 'fault_text', 'main']
 
 # %% ../nbs/99_cli.ipynb #89173898
-from .core import COMMANDS, command
+from .core import COMMANDS, PROFILES, command, atomic_write, yaml_error_text
 
-COMMAND_MODULES: tuple = ('smat_nb.cli', 'smat_nb.benchmark', 'smat_nb.pretrain', 'smat_nb.meta_tuning', 'smat_nb.evaluation', 'smat_nb.bench',
-                        'smat_nb.dryrun', 'smat_nb.gpu_check')
+COMMAND_INDEX: dict = {      # {subcommand: (the module that registers it, its one-line help)}, in the order --help shows
+    'init': ('smat_nb.cli', 'write the default params.yaml here (every knob of every stage), to run smat outside the repository'),
+    'info': ('smat_nb.cli', 'print versions of smat_nb, Python, torch and timm, and the devices found'),
+    'fetch-data': ('smat_nb.benchmark', "fetch the embedded benchmark's raw packages (pinned, sha256-checked, idempotent) into data/raw"),
+    'build-benchmark': ('smat_nb.benchmark', 'render the benchmark of the active profile into arrays (benchmark/*.npz + summary.json)'),
+    'pretrain': ('smat_nb.pretrain', "pre-train the foundation ViT on the benchmark's pre-training pool (tiny and smoke profiles)"),
+    'meta-tune': ('smat_nb.meta_tuning', 'meta-tune one method (smat, pmf, softmerge, ablations) from the pre-trained backbone'),
+    'evaluate': ('smat_nb.evaluation', 'evaluate a model (or the pre-trained backbone) on every test domain: accuracy, 95%% CI, ECE'),
+    'reproduce': ('smat_nb.reproduce', 'run the DVC pipeline stage by stage, with progress: stage i of n and an estimate of the time left'),
+    'smoke': ('smat_nb.reproduce', 'run the whole pipeline on the smoke profile in a scratch copy (no download); '
+                                   'outputs go to _smoke/, never over the committed results'),
+    'bench': ('smat_nb.bench', 'time SMAT vs PMF per task, the merge, merged-model inference and peak memory; print a table, write JSON'),
+    'paper-dryrun': ('smat_nb.dryrun', 'run every paper-profile stage on generated Meta-Dataset files (h5 and TFRecords), OOD folders '
+                                       'and a DINO-named checkpoint, changing only sizes'),
+    'gpu-check': ('smat_nb.gpu_check', 'on a CUDA device: bench the ViT-S/16 step in bf16 and time a torchrun paper-profile SMAT run'),
+}
+COMMAND_MODULES: tuple = tuple(dict.fromkeys(m for m, _ in COMMAND_INDEX.values()))   # each once, in index order
 
 # %% ../nbs/99_cli.ipynb #9d5ed3b1
 def _info_args(p):
@@ -30,29 +49,128 @@ def info(args):
     return 0
 info.add_args = _info_args
 
+# %% ../nbs/99_cli.ipynb #667c98cd
+def default_params_path() -> Path:
+    "The params.yaml `smat init` writes: smat_nb/default_params.yaml in a wheel, else the source checkout's params.yaml."
+    pkg = Path(smat_nb.__file__).resolve().parent
+    for p in (pkg/'default_params.yaml', pkg.parent/'params.yaml'):
+        if p.is_file(): return p
+    raise FileNotFoundError(f"{pkg/'default_params.yaml'}: the default params file is missing from this install; reinstall smat_nb")
+
+def with_profile(text: str, profile: str) -> str:
+    "The params.yaml `text` with its top-level `profile:` line set to `profile`."
+    if profile not in PROFILES: raise ValueError(f"profile {profile!r}: unknown; choose one of {', '.join(PROFILES)}")
+    new, n = re.subn(r'(?m)^profile:[ \t]*[^\s#]*', f'profile: {profile}', text, count=1)
+    if n != 1: raise ValueError(f"{default_params_path()}: no top-level `profile:` line to set; reinstall smat_nb")
+    return new
+
+def init_params(out='params.yaml', profile: str | None = None, force: bool = False) -> Path:
+    "Write the default params.yaml to `out` (its `profile:` set when given); an existing file only with `force`."
+    out = Path(out)
+    if out.is_dir(): raise IsADirectoryError(f"{out} is a folder; pass --out {out/'params.yaml'}")
+    if out.exists() and not force: raise FileExistsError(f"{out} exists; pass --force to overwrite it, or --out another path")
+    data = default_params_path().read_bytes()
+    if profile: data = with_profile(data.decode('utf-8'), profile).encode('utf-8')
+    with atomic_write(out, suffix='.yaml') as tmp: tmp.write_bytes(data)
+    return out
+
+def _init_args(p):
+    p.add_argument('--out', default='params.yaml', help='where to write it (default: params.yaml)')
+    p.add_argument('--profile', default=None, choices=PROFILES, help='set its `profile:` line (default: as shipped, tiny)')
+    p.add_argument('--force', action='store_true', help='overwrite an existing file')
+
+@command('init', 'write the default params.yaml here (every knob of every stage), to run smat outside the repository')
+def init_cmd(args):
+    print(f'wrote {init_params(args.out, args.profile, args.force)}')
+    return 0
+init_cmd.add_args = _init_args
+
 # %% ../nbs/99_cli.ipynb #107e5c4d
-def build_parser() -> argparse.ArgumentParser:
-    "The `smat` argument parser with every registered subcommand."
-    import importlib
-    for m in COMMAND_MODULES: importlib.import_module(m)
+def _chosen(argv) -> str | None:
+    "The subcommand `argv` names: its first word that is not an option (the top-level options take no value)."
+    return next((a for a in argv if not a.startswith('-')), None)
+
+def _import_modules(modules):
+    "Import `modules`, whose subcommands register themselves; one that this install lacks is skipped."
+    for m in modules:
+        if importlib.util.find_spec(m) is not None: importlib.import_module(m)
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    "The `smat` parser: every subcommand listed; those of `argv`'s subcommand module (default: all modules) runnable."
+    chosen = _chosen(argv) if argv is not None else None
+    _import_modules(COMMAND_MODULES if argv is None else [COMMAND_INDEX[chosen][0]] if chosen in COMMAND_INDEX else [])
     p = argparse.ArgumentParser(prog='smat', description='SMAT: sparse interpolated experts for few-shot ViTs.')
     p.add_argument('--version', action='version', version=f'smat_nb {smat_nb.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    for name, (help, fn) in COMMANDS.items():
+    for name in {**COMMAND_INDEX, **COMMANDS}:
+        help, fn = COMMANDS.get(name) or (COMMAND_INDEX[name][1], None)
         sp = sub.add_parser(name, help=help, description=help)
+        if fn is None: continue                      # its module is not imported: listed, not runnable
         if hasattr(fn, 'add_args'): fn.add_args(sp)
         sp.set_defaults(_run=fn)
     return p
 
+# %% ../nbs/99_cli.ipynb #ffd9dc80
+_OS_FIXES = {errno.ENOSPC: 'free some space, or write elsewhere (--out)',
+             errno.EDQUOT: 'free some space, or write elsewhere (--out)',
+             errno.EFBIG: 'the file system cannot hold a file this large; write elsewhere (--out)',
+             errno.EACCES: 'check the permissions, or write elsewhere (--out)',
+             errno.EPERM: 'check the permissions, or write elsewhere (--out)',
+             errno.EROFS: 'the file system is read-only; write elsewhere (--out)',
+             errno.EISDIR: 'a folder is in the way; pass a file path',
+             errno.EEXIST: 'remove it, or choose another path',
+             errno.ENOTDIR: 'a part of the path is a file, not a folder',
+             errno.ENOENT: 'check the path'}
+
+def os_error_text(e: OSError) -> str:
+    "One line for an OSError: the file(s), the system's reason (errno), and what to do."
+    if e.strerror is None: return str(e)           # raised with a message of our own
+    files = ' -> '.join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    code = errno.errorcode.get(e.errno, e.errno)
+    return f"{files + ': ' if files else ''}{e.strerror} [{code}]; {_OS_FIXES.get(e.errno, 'check the path and the disk')}"
+
+def _loaded(module: str, name: str) -> tuple:
+    "(`module.name`,) when `module` is loaded, else (): a library that was never imported raised nothing."
+    t = getattr(sys.modules.get(module), name, None)
+    return (t,) if t is not None else ()
+
+def _fault_types() -> tuple:
+    "The errors that end a subcommand with one line (evaluated after it ran, so its libraries are loaded)."
+    return (OSError, KeyError, ValueError, TypeError, FloatingPointError, yaml.YAMLError,
+            *_loaded('zipfile', 'BadZipFile'), *_loaded('safetensors', 'SafetensorError'))
+
+def fault_text(e: BaseException) -> str:
+    "The one line `smat` prints for fault `e`."
+    if isinstance(e, KeyError) and e.args: msg = str(e.args[0])
+    elif isinstance(e, OSError): msg = os_error_text(e)
+    elif isinstance(e, yaml.YAMLError):
+        mark = getattr(e, 'problem_mark', None)
+        where = f'{mark.name}: ' if mark is not None and not mark.name.startswith('<') else ''
+        msg = f'{where}not valid YAML ({yaml_error_text(e)})'
+    elif isinstance(e, _loaded('safetensors', 'SafetensorError') + _loaded('zipfile', 'BadZipFile')):
+        kind = '.npz' if isinstance(e, _loaded('zipfile', 'BadZipFile')) else '.safetensors'
+        msg = f'an unreadable {kind} file ({e}): truncated or corrupt; delete it and rerun the stage that wrote it'
+    else: msg = str(e)
+    return ' '.join(msg.split())                   # one line, whatever the message held
+
+def _fail(name, msg) -> int:
+    print(f'smat {name}: error: {msg}', file=sys.stderr)
+    return 1
+
 def main(argv=None) -> int:
     "Entry point of the `smat` console command."
-    p = build_parser()
-    args = p.parse_args(argv)
-    if not getattr(args, '_run', None):
-        p.print_help(); return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = _chosen(argv)
     try:
-        return args._run(args) or 0
-    except (FileNotFoundError, KeyError, ValueError, TypeError, FloatingPointError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f'smat {args.command}: error: {msg}', file=sys.stderr)
-        return 1
+        p = build_parser(argv)
+        args = p.parse_args(argv)
+        if not args.command: p.print_help(); return 2
+        run = getattr(args, '_run', None)
+        if run is None: return _fail(name, f'{COMMAND_INDEX[name][0]} is missing from this install; reinstall smat_nb')
+        return run(args) or 0
+    except KeyboardInterrupt:
+        resumable = getattr(COMMANDS.get(name, (None, None))[1], 'resumable', False)
+        print(f'smat {name}: interrupted' + ('; rerun resumes from the last checkpoint' if resumable else ''), file=sys.stderr)
+        return 130
+    except _fault_types() as e:
+        return _fail(name, fault_text(e))

@@ -8,13 +8,13 @@ import argparse, dataclasses, hashlib, json, os, random, re, tempfile, types, ty
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
+if typing.TYPE_CHECKING: import torch      # for annotations only; the functions import it when called
 
 # %% auto #0
-__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'from_dict', 'load_params', 'stage_params', 'atomic_write', 'write_json',
-           'seed_everything', 'set_threads', 'sha256_file', 'command', 'common_args', 'parse_sets']
+__all__ = ['PROFILES', 'COMMANDS', 'resolve_profile', 'from_dict', 'UniqueKeyLoader', 'load_yaml', 'yaml_error_text',
+           'load_params', 'stage_params', 'current_umask', 'atomic_write', 'write_json', 'seed_everything',
+           'set_threads', 'sha256_file', 'command', 'common_args', 'parse_sets']
 
 # %% ../nbs/00_core.ipynb #7d1c85ba
 PROFILES = ('smoke', 'tiny', 'paper')
@@ -71,14 +71,50 @@ def from_dict(cls, d: dict | None, where: str = 'params'):
     kw = {k: _coerce(v, hints.get(k, typing.Any), f"{where}.{k}") for k, v in d.items()}
     return cls(**kw)
 
+# %% ../nbs/00_core.ipynb #3d102467
+class UniqueKeyLoader(yaml.SafeLoader):
+    "PyYAML's safe loader, except that a key written twice in one mapping is an error (PyYAML keeps the last)."
+    def construct_mapping(self, node, deep=False):
+        first = {}
+        for key_node, _ in node.value:
+            if key_node.tag == 'tag:yaml.org,2002:merge': continue      # `<<: *anchor` merges, not keys
+            key = self.construct_object(key_node, deep=True)
+            try: dup = key in first
+            except TypeError: continue                                # unhashable: the base class reports it
+            line = key_node.start_mark.line + 1
+            if dup: raise ValueError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line {first[key]}); "
+                                     "keep one of them")
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+def load_yaml(text: str, name: str = '<string>'):
+    "Parse YAML `text` with `UniqueKeyLoader`; `name` (the file it came from) appears in its errors."
+    loader = UniqueKeyLoader(text)
+    loader.name = name            # the reader's name is what the marks (and so the messages) carry
+    try: return loader.get_single_data()
+    finally: loader.dispose()
+
+def yaml_error_text(e: yaml.YAMLError) -> str:
+    "One line for a YAML error: 'line L, column C: problem' (PyYAML's own message spans several lines)."
+    mark, problem = getattr(e, 'problem_mark', None), getattr(e, 'problem', None)
+    what = problem or ' '.join(str(e).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
+
 # %% ../nbs/00_core.ipynb #559df2e8
+def _missing_params(path: Path) -> str:
+    "What to say when the params file `path` does not exist."
+    if path == Path('params.yaml'):
+        return f"no params.yaml in {Path.cwd()}; run `smat init` to write the default one, or pass --params PATH"
+    return f"{path}: params file not found; run `smat init --out {path}` to write the default one, or pass --params PATH"
+
 def load_params(path='params.yaml') -> dict:
-    "Read a params file, with errors that name the file."
+    "Read a params file, with errors that name the file: missing, a folder, not YAML, a key written twice."
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: params file not found; run from the repository root or pass --params PATH")
-    try: params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder, not a params file; pass --params {path/'params.yaml'}")
+    if not path.exists(): raise FileNotFoundError(_missing_params(path))
+    try: params = load_yaml(path.read_text(encoding='utf-8'), str(path)) or {}
+    except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({yaml_error_text(e)})") from None
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not a text file ({e.reason} at byte {e.start}); pass a params.yaml") from None
     if not isinstance(params, dict): raise ValueError(f"{path}: the top level must be a mapping")
     return params
 
@@ -91,6 +127,20 @@ def stage_params(params: dict, stage: str, profile: str | None = None, cls=None)
     return from_dict(cls, flat, where=stage) if cls is not None else flat
 
 # %% ../nbs/00_core.ipynb #c204b3eb
+def current_umask() -> int:
+    "The process umask: read from /proc/self/status (Linux; no race), else set to 0o077 and restored at once."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    except OSError: pass
+    old = os.umask(0o077); os.umask(old)
+    return old
+
+def _naming(e: OSError, path: Path, tmp) -> OSError:
+    "`e`, or the same error naming `path` when `e` names no file or only the temporary file `tmp`."
+    if e.errno is None or (e.filename is not None and str(e.filename) != str(tmp)): return e
+    return OSError(e.errno, e.strerror or os.strerror(e.errno), str(path))
+
 def _stale_temps(path: Path, suffix: str) -> list:
     "Temp files that an earlier, killed `atomic_write` to `path` left behind (mkstemp: 8 random characters)."
     pat = re.compile(rf'\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}')
@@ -98,18 +148,23 @@ def _stale_temps(path: Path, suffix: str) -> list:
 
 @contextmanager
 def atomic_write(path, suffix=None):
-    "Yield a temp path next to `path`; move it into place only if the block succeeds."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in _stale_temps(path, suffix or '.tmp'): stale.unlink(missing_ok=True)   # a SIGKILL skips `finally`
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix or '.tmp', dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    "Yield a temp path next to `path`; move it into place, with the umask's mode, only if the block succeeds."
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in _stale_temps(path, suffix or '.tmp'): stale.unlink(missing_ok=True)   # a SIGKILL skips `finally`
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix or '.tmp', dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp)
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())          # mkstemp made it 0600
         os.replace(tmp, path)
+    except OSError as e:
+        named = _naming(e, path, tmp)
+        if named is e: raise
+        raise named from e
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp is not None and tmp.exists(): tmp.unlink()
 
 def write_json(path, obj, indent=2):
     "Write `obj` as JSON to `path` atomically."
@@ -120,11 +175,13 @@ def write_json(path, obj, indent=2):
 # %% ../nbs/00_core.ipynb #82d8546b
 def seed_everything(seed: int) -> torch.Generator:
     "Seed `random`, NumPy and torch; return a fresh torch generator seeded with `seed`."
+    import numpy as np, torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 def set_threads(n: int | None):
     "Use `n` CPU threads in torch (None or 0: leave torch's default)."
+    import torch
     if n: torch.set_num_threads(int(n))
     return torch.get_num_threads()
 
@@ -139,9 +196,11 @@ def sha256_file(path) -> str:
 # %% ../nbs/00_core.ipynb #3c0de005
 COMMANDS: dict = {}
 
-def command(name, help):
-    "Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments."
+def command(name, help, resumable: bool = False):
+    """Register `fn(args)` as subcommand `name`; `fn.add_args(parser)` may add its arguments. `resumable`: a rerun
+    after an interruption continues from the last checkpoint (what `smat` says on Ctrl-C)."""
     def deco(fn):
+        fn.resumable = resumable
         # a library notebook executed in this process (nbdev's tests, JupyterLab) defines its functions in
         # `__main__`: those must not replace the installed library's commands
         if fn.__module__ != '__main__' or __name__ == '__main__': COMMANDS[name] = (help, fn)
@@ -163,5 +222,10 @@ def parse_sets(items) -> dict:
     out = {}
     for it in items or []:
         if '=' not in it: raise ValueError(f"--set {it!r}: write key=value, e.g. --set tau=0.5")
-        k, v = it.split('=', 1); out[k.strip()] = yaml.safe_load(v)
+        k, v = it.split('=', 1); k = k.strip()
+        if not k: raise ValueError(f"--set {it!r}: the key is empty; write key=value, e.g. --set tau=0.5")
+        try: out[k] = load_yaml(v, f'--set {it}')
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {it!r}: the value is not valid YAML ({yaml_error_text(e)}); "
+                             f"e.g. --set {k}=0.5 or --set '{k}=[0.5, 0.7]'") from None
     return out

@@ -336,7 +336,7 @@ def _mt_args(p):
     p.add_argument('--method', required=True, help=f"one of: {', '.join(METHODS)}")
     common_args(p, out='run folder (default: meta_tune.out_dir/METHOD)', section='meta_tune', example='tau=0.5 num_experts=4')
 
-@command('meta-tune', 'meta-tune one method (smat, pmf, softmerge, ablations) from the pre-trained backbone')
+@command('meta-tune', 'meta-tune one method (smat, pmf, softmerge, ablations) from the pre-trained backbone', resumable=True)
 def meta_tune_cmd(args):
     s = run_meta_tune(load_params(args.params), args.method, args.profile, args.out, parse_sets(args.set), not args.quiet)
     if s: print(f"meta-tune {args.method}: {s['tasks']} tasks, best val {s['best_val_mean']}, {s['seconds_per_task']:.3f} s/task")

@@ -138,7 +138,7 @@ def pool_arrays(bench_dir) -> tuple:
 def _pretrain_args(p):
     common_args(p, out='output folder (default: pretrain.out_dir)')
 
-@command('pretrain', "pre-train the foundation ViT on the benchmark's pre-training pool (tiny and smoke profiles)")
+@command('pretrain', "pre-train the foundation ViT on the benchmark's pre-training pool (tiny and smoke profiles)", resumable=True)
 def pretrain_cmd(args):
     params = load_params(args.params)
     profile = args.profile or params.get('profile', 'tiny')

@@ -181,11 +181,249 @@ def missing_params_file(t, ws):
     return (lambda: cli('meta-tune', '--method', 'smat', '--params', str(t/'nope.yaml'), '--quiet'),
             FileNotFoundError, [str(t/'nope.yaml'), 'params file not found'], 'pass --params PATH')
 
+# ---- issue 15: the faults a new user met, and more of their kind
+
+class CLIFailed(Exception):
+    "The one stderr line of an `smat` run in a subprocess that failed as it should."
+
+def sub(*argv, fsize=None, code=1):
+    "Run the installed `smat ARGV` in a subprocess (optionally with a file-size limit: a full disk); raise CLIFailed(its line)."
+    import resource
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))) if fsize else None
+    r = subprocess.run([str(BIN/'smat'), *argv], capture_output=True, text=True, preexec_fn=limit)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code and len(lines) == 1 and lines[0].startswith(f'smat {argv[0]}: '), \
+        f'smat {" ".join(argv)}: exit {r.returncode}, stderr {r.stderr[-2000:]!r}'
+    raise CLIFailed(lines[0])
+
+def bench_copy(ws, t, damage) -> Path:
+    "A params file whose benchmark is a copy in `t`, damaged by `damage(folder)`."
+    b = t/'bench'
+    import shutil; shutil.copytree(ws/'benchmark', b)
+    damage(b)
+    return params_file(ws, t, lambda p: p['benchmark'].update(out_dir=str(b)))
+
+def unwritable(t) -> Path:
+    "A folder this process cannot write into: read-only for a normal user; sysfs for root (it ignores permissions)."
+    if os.geteuid() != 0:
+        d = t/'ro'; d.mkdir(); d.chmod(0o555); return d
+    assert Path('/sys/kernel').is_dir(), 'no folder that root cannot write into'
+    return Path('/sys/kernel')
+
+def a_model(t, name='run') -> Path:
+    "A small saved SMAT model (random weights) at t/name/best."
+    from smat_nb.methods import save_model
+    bb = create_backbone('smoke', img_size=32)
+    learner = get_method('smat').build(bb, mt.MetaTuneConfig(num_experts=2, tau=0.5))
+    save_model('smat', learner, t/name/'best')
+    return t/name/'best'
+
+EVAL = ('evaluate', '--method', 'pixels', '--quiet')
+
+def truncated_backbone_checkpoint(t, ws):
+    ck = t/'cut.safetensors'; ck.write_bytes((ws/'results/pretrain/backbone.safetensors').read_bytes()[:1000])
+    f = params_file(ws, t, lambda p: p['backbone'].update(checkpoint=str(ck)))
+    return (lambda: cli('meta-tune', '--method', 'smat', '--params', str(f), '--quiet', '--out', str(t/'run')),
+            ValueError, [str(ck), 'not a readable safetensors file, truncated or corrupt'], 'run `smat pretrain` again')
+
+def truncated_benchmark_file(t, ws):
+    def cut(b): f = b/'shapes_a_test.npz'; f.write_bytes(f.read_bytes()[:5000])
+    f = bench_copy(ws, t, cut)
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')),
+            ValueError, [str(t/'bench'/'shapes_a_test.npz'), 'sha256 differs', 'truncated'], 'rebuild with `smat build-benchmark`')
+
+def changed_benchmark_file(t, ws):
+    def flip(b):
+        f = b/'shapes_b_test.npz'; x = bytearray(f.read_bytes()); x[len(x) // 2] ^= 0xFF; f.write_bytes(bytes(x))
+    f = bench_copy(ws, t, flip)
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')),
+            ValueError, [str(t/'bench'/'shapes_b_test.npz'), 'sha256 differs'], 'rebuild with `smat build-benchmark`')
+
+def unreadable_benchmark_file_without_hash(t, ws):
+    def junk(b):
+        (b/'shapes_a_test.npz').write_bytes(b'not a zip file')
+        s = json.loads((b/'summary.json').read_text()); del s['domains']['shapes_a']['splits']['test']['sha256']
+        (b/'summary.json').write_text(json.dumps(s))
+    f = bench_copy(ws, t, junk)
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')),
+            ValueError, [str(t/'bench'/'shapes_a_test.npz'), 'unreadable domain arrays'], 'rebuild with `smat build-benchmark`')
+
+def benchmark_not_built(t, ws):
+    f = params_file(ws, t, lambda p: p['benchmark'].update(out_dir=str(t/'nobench')))
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')),
+            FileNotFoundError, [str(t/'nobench'/'summary.json'), 'no benchmark here'], 'run `smat build-benchmark`')
+
+def benchmark_built_at_another_size(t, ws):
+    def both(p): p['benchmark']['smoke']['image_size'] = 40; p['backbone']['smoke']['img_size'] = 40
+    f = params_file(ws, t, both)
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')),
+            ValueError, ['summary.json: built at image_size 32', 'backbone.img_size is 40'], 'rebuild it (smat build-benchmark)')
+
+def run_out_is_a_file(t, ws):
+    (t/'notes.txt').write_text('mine')
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'notes.txt')),
+            ValueError, [str(t/'notes.txt'), 'an existing file'], 'give a folder path')
+
+def eval_out_is_a_folder(t, ws):
+    (t/'eval').mkdir()
+    return (lambda: cli(*EVAL, '--out', str(t/'eval')), ValueError, [str(t/'eval'), 'a folder'], 'give a file path')
+
+def eval_out_is_an_unrelated_file(t, ws):
+    (t/'notes.json').write_text('{"my": "notes"}')
+    return (lambda: cli(*EVAL, '--out', str(t/'notes.json')),
+            ValueError, [str(t/'notes.json'), 'is not a metrics file of `smat evaluate`'], 'choose another --out')
+
+def eval_out_under_a_file(t, ws):
+    (t/'notes.txt').write_text('mine')
+    return (lambda: cli(*EVAL, '--out', str(t/'notes.txt'/'m.json')),
+            ValueError, [str(t/'notes.txt'), 'is a file, so nothing can be written under it'], 'choose another --out')
+
+def unwritable_run_folder(t, ws):
+    d = unwritable(t)
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(d/'run')),
+            ValueError, [str(d/'run'), f'cannot write in {d}'], 'choose another --out')
+
+def unwritable_metrics_file(t, ws):
+    d = unwritable(t)
+    return (lambda: cli(*EVAL, '--out', str(d/'m.json')), ValueError, [str(d/'m.json'), f'cannot write in {d}'],
+            'choose another --out')
+
+def full_disk(t, ws):
+    "The metrics file cannot be written (a 1 KiB file-size limit stands in for a full disk): one line, nothing left."
+    return (lambda: sub(*EVAL, '--out', str(t/'m.json'), fsize=1024), CLIFailed, [str(t/'m.json'), 'File too large'],
+            'write elsewhere (--out)')
+
+def set_value_not_yaml(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', 'tau=[0.5'),
+            ValueError, ["--set 'tau=[0.5'"], 'e.g.')
+
+def set_without_key(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', '=3'), ValueError, ["--set '=3'"], 'e.g.')
+
+def set_value_of_wrong_type(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', 'tau=abc'),
+            TypeError, ['meta_tune.tau', "got 'abc'"], 'expected a number')
+
+def negative_threads(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', 'threads=-1'),
+            ValueError, ['meta_tune.threads: got -1'], 'pass --set threads=')
+
+def eval_negative_threads(t, ws):
+    return (lambda: cli(*EVAL, '--out', str(t/'m.json'), '--set', 'threads=-1'), ValueError, ['evaluate.threads: got -1'],
+            'set it in params.yaml (evaluate section)')
+
+def unknown_domain(t, ws):
+    return (lambda: cli(*EVAL, '--out', str(t/'m.json'), '--domains', 'nope'),
+            ValueError, ["no test domain 'nope'", 'shapes_ood'], 'the test domains are')
+
+def one_way_tasks(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'run'), '--set', 'episode_mode=fixed', 'ways=1'),
+            ValueError, ['meta_tune.ways: got 1', 'a 1-way task'], 'pass --set ways=')
+
+def zero_ways(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'run'), '--set', 'ways=0'),
+            ValueError, ['meta_tune.ways: got 0'], 'must be >= 2')
+
+def negative_shots(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'run'), '--set', 'shots=-1'),
+            ValueError, ['meta_tune.shots: got -1'], 'must be >= 1')
+
+def eval_zero_queries(t, ws):
+    return (lambda: cli(*EVAL, '--out', str(t/'m.json'), '--set', 'queries=0'), ValueError, ['evaluate.queries: got 0'], 'must be >= 1')
+
+def no_validation_episodes(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'run'), '--set', 'val_episodes=0'),
+            ValueError, ['meta_tune.val_episodes: got 0'], 'val_every: 0 skips validation')
+
+def no_test_episodes(t, ws):
+    return (lambda: cli(*EVAL, '--out', str(t/'m.json'), '--set', 'episodes=0'), ValueError, ['evaluate.episodes: got 0'], 'must be >= 1')
+
+def empty_lr_grid(t, ws):
+    return (lambda: cli('evaluate', '--method', 'pre', '--mode', 'full', '--quiet', '--out', str(t/'m.json'), '--set', 'lr_grid=[]'),
+            ValueError, ['evaluate.lr_grid: got []'], 'a non-empty list')
+
+def pixels_fine_tuned(t, ws):
+    return (lambda: cli('evaluate', '--method', 'pixels', '--mode', 'full', '--quiet', '--out', str(t/'m.json')),
+            ValueError, ["'pixels' has no parameters to fine-tune"], 'use --mode zero-shot')
+
+def unknown_amp(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', 'amp=fp32'),
+            ValueError, ["meta_tune.amp: got 'fp32'"], 'one of none, bf16, fp16')
+
+def kd_weight_out_of_range(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--set', 'kd_weight=2'),
+            ValueError, ['meta_tune.kd_weight/kd_teacher_share: got 2'], 'in [0, 1]')
+
+def model_is_a_run_folder(t, ws):
+    best = a_model(t)
+    return (lambda: cli('evaluate', '--method', 'smat', '--model', str(best.parent), '--quiet', '--out', str(t/'m.json')),
+            ValueError, [str(best.parent), 'a folder, not a model'], f'pass {best}')
+
+def pre_model_is_a_folder(t, ws):
+    return (lambda: cli('evaluate', '--method', 'pre', '--model', 'results/pretrain', '--quiet', '--out', str(t/'m.json')),
+            ValueError, ['results/pretrain: a folder, not a model'], 'pass results/pretrain/backbone.safetensors')
+
+def truncated_model(t, ws):
+    best = a_model(t); st = best.with_suffix('.safetensors'); st.write_bytes(st.read_bytes()[:-64])
+    return (lambda: cli('evaluate', '--method', 'smat', '--model', str(best), '--quiet', '--out', str(t/'m.json')),
+            ValueError, [str(st), 'truncated or corrupt'], 'run the training that wrote best.json again')
+
+def model_weights_missing(t, ws):
+    best = a_model(t); best.with_suffix('.safetensors').unlink()
+    return (lambda: cli('evaluate', '--method', 'smat', '--model', str(best), '--quiet', '--out', str(t/'m.json')),
+            FileNotFoundError, [str(best.with_suffix('.safetensors')), 'the tensors of best.json are missing'], 'missing')
+
+def model_of_an_unknown_method(t, ws):
+    best = a_model(t); js = best.with_suffix('.json')
+    js.write_text(json.dumps({**json.loads(js.read_text()), 'method': 'maml'}))
+    return (lambda: cli('evaluate', '--method', 'smat', '--model', str(best), '--quiet', '--out', str(t/'m.json')),
+            ValueError, ["unknown method 'maml'"], 'choose one of')
+
+def tampered_run_checkpoint(t, ws):
+    "A resumable checkpoint whose tensors changed after it was written: the rerun refuses it by name."
+    bb = create_backbone('smoke', img_size=32)
+    learner = get_method('smat').build(bb, mt.MetaTuneConfig(num_experts=8, tau=0.9))
+    save_checkpoint(t/'run'/'checkpoints'/'task_00000004', {f'learner.{k}': v for k, v in learner.state_dict().items()})
+    st = t/'run'/'checkpoints'/'task_00000004.safetensors'; x = bytearray(st.read_bytes()); x[-1] ^= 1; st.write_bytes(bytes(x))
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--out', str(t/'run')),
+            ValueError, [str(st), 'hash does not match task_00000004.json'], 'truncated or from another run')
+
+def params_missing_a_section(t, ws):
+    f = params_file(ws, t, lambda p: p.pop('evaluate'))
+    return (lambda: cli(*EVAL, '--params', str(f), '--out', str(t/'m.json')), KeyError, ["params: no section 'evaluate'"],
+            'sections are: ')
+
+def params_not_a_mapping(t, ws):
+    (t/'params.yaml').write_text('- profile\n- smoke\n')
+    return (lambda: cli(*EVAL, '--params', str(t/'params.yaml'), '--out', str(t/'m.json')),
+            ValueError, [str(t/'params.yaml'), 'the top level must be a mapping'], 'mapping')
+
+def duplicate_params_key(t, ws):
+    text = (ws/'params.yaml').read_text()
+    text, n = re.subn(r'(?m)^(meta_tune:.*)$', r'\1\n  seed: 1\n  seed: 2', text, count=1)
+    assert n == 1
+    (t/'params.yaml').write_text(text)
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--params', str(t/'params.yaml')),
+            ValueError, [str(t/'params.yaml'), "duplicate key 'seed'"], 'keep one of them')
+
+def params_is_a_folder(t, ws):
+    return (lambda: cli('meta-tune', '--method', 'smat', '--quiet', '--params', str(t)),
+            IsADirectoryError, [f'{t} is a folder, not a params file'], f"pass --params {t/'params.yaml'}")
+
 BAD_INPUT = [missing_data_root, missing_image_folder_root, empty_class, corrupt_image, truncated_image,
              class_with_one_image, fewer_classes_than_min_ways, unknown_method, unknown_profile, tau_out_of_range,
              no_experts, negative_lr, unknown_param_key, image_size_not_divisible_by_patch,
              backbone_checkpoint_of_another_architecture, run_checkpoint_of_another_architecture,
-             missing_backbone_checkpoint, missing_model_checkpoint, missing_params_file]
+             missing_backbone_checkpoint, missing_model_checkpoint, missing_params_file,
+             # issue 15
+             truncated_backbone_checkpoint, truncated_benchmark_file, changed_benchmark_file,
+             unreadable_benchmark_file_without_hash, benchmark_not_built, benchmark_built_at_another_size, run_out_is_a_file,
+             eval_out_is_a_folder, eval_out_is_an_unrelated_file, eval_out_under_a_file, unwritable_run_folder,
+             unwritable_metrics_file, full_disk, set_value_not_yaml, set_without_key, set_value_of_wrong_type, negative_threads,
+             eval_negative_threads, unknown_domain, one_way_tasks, zero_ways, negative_shots, eval_zero_queries,
+             no_validation_episodes, no_test_episodes, empty_lr_grid, pixels_fine_tuned, unknown_amp, kd_weight_out_of_range,
+             model_is_a_run_folder, pre_model_is_a_folder, truncated_model, model_weights_missing, model_of_an_unknown_method,
+             tampered_run_checkpoint, params_missing_a_section, params_not_a_mapping, duplicate_params_key, params_is_a_folder]
 
 @pytest.mark.parametrize('case', BAD_INPUT, ids=lambda f: f.__name__)
 def test_bad_input_names_the_culprit_and_the_fix_and_writes_nothing(case, ws, tmp_path, monkeypatch):
@@ -195,6 +433,7 @@ def test_bad_input_names_the_culprit_and_the_fix_and_writes_nothing(case, ws, tm
     with pytest.raises(err) as e:
         run()
     msg = e.value.args[0] if isinstance(e.value, KeyError) else str(e.value)
+    assert '\n' not in msg, f'{case.__name__}: the message is not one line: {msg!r}'
     for s in names: assert s in msg, f'{case.__name__}: the message does not name {s!r}: {msg!r}'
     assert fix in msg, f'{case.__name__}: the message does not say the fix {fix!r}: {msg!r}'
     after = snapshot(ws, tmp_path)
@@ -202,7 +441,7 @@ def test_bad_input_names_the_culprit_and_the_fix_and_writes_nothing(case, ws, tm
                              f'{sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))}')
 
 def test_the_table_covers_the_issue():
-    assert len(BAD_INPUT) >= 12 and len({c.__name__ for c in BAD_INPUT}) == len(BAD_INPUT)
+    assert len(BAD_INPUT) >= 40 and len({c.__name__ for c in BAD_INPUT}) == len(BAD_INPUT)
 
 @pytest.mark.parametrize('mode, value, ext, rgb', [
     ('L', 200, 'png', (200, 200, 200)),                   # grayscale
@@ -230,7 +469,7 @@ def smat_cmd(out, *more):
     return [str(BIN/'smat'), 'meta-tune', '--method', 'smat', '--quiet', '--out', str(out), '--set', *SET, *more]
 
 def run_to_end(ws, out, *more):
-    r = subprocess.run(smat_cmd(out, *more), cwd=ws, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(smat_cmd(out, *more), cwd=ws, capture_output=True, text=True)    # no wall-clock limit: a busy machine is slow, not wrong
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -261,15 +500,13 @@ def leftovers(out) -> list:
 def checkpoints(out) -> list:
     return sorted(int(p.stem.split('_')[1]) for p in (out/'checkpoints').glob('task_*.json'))
 
-def wait_for(cond, proc, timeout=120):
-    "Poll `cond()` until it is truthy; None if `proc` ended first."
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+def wait_for(cond, proc):
+    "Poll `cond()` until it is truthy; None if `proc` ended first (it always ends: no wall-clock limit is needed)."
+    while True:
         v = cond()
         if v: return v
         if proc.poll() is not None: return None
         time.sleep(0.005)
-    raise AssertionError(f'no result from {cond} after {timeout} s')
 
 def test_sigkill_at_any_point_then_rerun_equals_the_uninterrupted_run(ws, reference):
     out, rng = ws/'runs'/'killed', random.Random(9)
@@ -300,6 +537,20 @@ def test_sigkill_at_any_point_then_rerun_equals_the_uninterrupted_run(ws, refere
     assert len(lines) == 96 and json.loads((out/'summary.json').read_text())['tasks'] == 96
     assert leftovers(out) == [], f'left behind: {leftovers(out)}'
     assert leftovers(reference) == []
+
+def test_ctrl_c_says_interrupted_exits_130_and_the_rerun_resumes(ws, reference):
+    out = ws/'runs'/'ctrl_c'
+    p = subprocess.Popen(smat_cmd(out), cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = wait_for(lambda: checkpoints(out), p)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate()[1]
+    assert first and p.returncode == 130, f'exit {p.returncode}: {err[-2000:]}'
+    assert err.strip().splitlines() == ['smat meta-tune: interrupted; rerun resumes from the last checkpoint'], err
+    assert not (out/'summary.json').exists() and not (out/'final.json').exists()
+    assert not [q for q in out.rglob('.*') if q.is_file()], 'a temporary file of an atomic write was left behind'
+    run_to_end(ws, out)
+    assert_same_run(out, reference)
+    assert leftovers(out) == []
 
 def test_same_seed_same_bits_other_seed_other_bits(ws, reference):
     same = run_to_end(ws, ws/'runs'/'same_seed')
