@@ -71,14 +71,15 @@ def grad_alignment(grads: list, gates: torch.Tensor | None = None, gate_index: t
 
 # %% ../nbs/11_meta_tuning.ipynb #bc6fc9eb
 @torch.no_grad()
-def validate(method: str, learner: nn.Module, samplers: dict, cfg: MetaTuneConfig, device=None, progress: bool = False) -> dict:
-    "Mean zero-shot query accuracy per validation domain."
+def validate(method: str, learner: nn.Module, samplers: dict, cfg: MetaTuneConfig, device=None, progress: bool = False,
+             episodes: int | None = None) -> dict:
+    "Mean zero-shot query accuracy per domain of `samplers`, on their first `episodes` (default `cfg.val_episodes`)."
     was = learner.training; learner.eval()
     encode = get_method(method).encoder(learner)
     out = {}
     for d, samp in samplers.items():
         accs = []
-        for i in tqdm(range(cfg.val_episodes), desc=f'validate {d}', disable=not progress, leave=False):
+        for i in tqdm(range(episodes or cfg.val_episodes), desc=f'validate {d}', disable=not progress, leave=False):
             xs, ys, xq, yq = prepare_task(samp[i], cfg, i, device, train=False)
             n_way = int(ys.max()) + 1
             f = encode(xs, ys)
@@ -193,10 +194,11 @@ def log_tasks(log: JsonlLog, recs: list, upd: dict):
     "Append one line per task: the task's numbers and its update's (a trailing '_' of a key is dropped)."
     for r in recs: log.write(**r, **{k.rstrip('_'): v for k, v in upd.items()})
 
-def log_validation(vlog: JsonlLog, task: int, val: dict) -> float:
-    "Append the validation accuracies per domain after `task` tasks; returns their mean."
+def log_validation(vlog: JsonlLog, task: int, val: dict, ood: dict | None = None) -> float:
+    "Append the validation accuracies per domain after `task` tasks (and the logged-only OOD ones); returns the ID mean."
     mean = float(np.mean(list(val.values())))
-    vlog.write(task=task, val=val, mean=mean)
+    extra = {'ood': ood, 'ood_mean': float(np.mean(list(ood.values())))} if ood else {}
+    vlog.write(task=task, val=val, mean=mean, **extra)
     return mean
 
 def run_summary(method: str, cfg: MetaTuneConfig, updates: int, world_size: int, best_val_mean: float | None,
@@ -251,9 +253,10 @@ def _checkpoint(st: TrainState, ck_dir: Path, done: int, update: int, prog: dict
 
 # %% ../nbs/11_meta_tuning.ipynb #90c068f5
 def _keep_best(st: TrainState, method: str, val_samplers: dict, cfg: MetaTuneConfig, vlog: JsonlLog, out_dir: Path, done: int,
-               prog: dict, device):
-    "Validate after `done` tasks; a new best mean saves the model as `best`."
-    mean = log_validation(vlog, done, validate(method, st.learner, val_samplers, cfg, device))
+               prog: dict, device, ood_samplers: dict | None = None):
+    "Validate after `done` tasks (OOD: logged only); a new best ID mean saves the model as `best`."
+    ood = validate(method, st.learner, ood_samplers, cfg, device, episodes=cfg.val_ood_episodes) if ood_samplers else None
+    mean = log_validation(vlog, done, validate(method, st.learner, val_samplers, cfg, device), ood)
     if mean > prog['best']:
         prog['best'], prog['best_task'] = mean, done
         save_model(method, st.learner, out_dir/'best', {'task': done, 'val_mean': mean})
@@ -273,7 +276,8 @@ def _finish(st: TrainState, method: str, cfg: MetaTuneConfig, out_dir: Path, log
     return json.loads((out_dir/'summary.json').read_text())
 
 def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_samplers: dict, cfg: MetaTuneConfig,
-              out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None) -> dict | None:
+              out_dir, progress: bool = True, stop_after: int | None = None, device=None, profiler=None,
+              ood_samplers: dict | None = None) -> dict | None:
     "Meta-tune `method` from `backbone`; resumable; returns the summary (None if stopped by `stop_after` updates)."
     cfg.validate(); get_method(method)
     rank, world, dev = dist_setup()
@@ -300,7 +304,7 @@ def meta_tune(method: str, backbone: nn.Module, train_samplers: dict, val_sample
             bar.set_postfix(loss=f"{np.mean([r['loss'] for r in recs]):.3f}", acc=f"{np.mean([r['acc'] for r in recs]):.2f}")
         crossed = lambda every: every and (done // every > first // every or u == n_updates - 1)
         if crossed(cfg.val_every) and val_samplers and is_main():
-            _keep_best(st, method, val_samplers, cfg, vlog, out_dir, done, prog, device)
+            _keep_best(st, method, val_samplers, cfg, vlog, out_dir, done, prog, device, ood_samplers if cfg.val_ood_episodes else None)
         if crossed(cfg.checkpoint_every) and is_main(): _checkpoint(st, ck_dir, done, u, prog, method, cfg)
         if profiler is not None: profiler.step()
     if not is_main(): return {}
@@ -330,7 +334,9 @@ def run_meta_tune(params: dict, method: str, profile: str | None = None, out=Non
                              f"({', '.join(train)}); use 0 (all) or at most {len(train)}")
         keep = list(train)[:cfg.num_domains]
         train = {d: train[d] for d in keep}; val = {d: s for d, s in val.items() if d in keep}
-    return meta_tune(method, load_backbone(params, profile), train, val, cfg, out, progress)
+    ood = domain_samplers(params, profile, 'ood', 'test', seed=cfg.seed + 2, mode=cfg.val_mode, ways=cfg.ways, shots=cfg.shots,
+                          queries=cfg.queries, **lim) if cfg.val_every and cfg.val_ood_episodes else {}
+    return meta_tune(method, load_backbone(params, profile), train, val, cfg, out, progress, ood_samplers=ood)
 
 def _mt_args(p):
     p.add_argument('--method', required=True, help=f"one of: {', '.join(METHODS)}")

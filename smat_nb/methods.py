@@ -76,6 +76,7 @@ class MetaTuneConfig(EpisodeConfig):
     # validation, checkpoints, logs
     val_every: int = 2000
     val_episodes: int = 120
+    val_ood_episodes: int = 0           # OOD episodes per OOD domain at each validation: logged for F1, never selects (0: none)
     val_mode: str = 'md'
     checkpoint_every: int = 2000
     align_every: int = 0                # log task-gradient alignment every N updates (0: never)
@@ -95,6 +96,7 @@ class MetaTuneConfig(EpisodeConfig):
                   (self.val_mode in ('md', 'fixed'), 'val_mode', "'md' or 'fixed'"),
                   (self.val_every >= 0, 'val_every', '>= 0 (0: no validation)'),
                   (self.val_episodes >= 1 or not self.val_every, 'val_episodes', '>= 1 while val_every > 0 (val_every: 0 skips validation)'),
+                  (self.val_ood_episodes >= 0, 'val_ood_episodes', '>= 0 (0: no OOD curve)'),
                   (self.checkpoint_every >= 0, 'checkpoint_every', '>= 0 (0: no checkpoints)'),
                   (self.threads >= 0, 'threads', ">= 0 (0: torch's default)"),
                   (self.amp in ('none', 'bf16', 'fp16'), 'amp', "one of none, bf16, fp16"),
