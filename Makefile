@@ -1,6 +1,9 @@
-# The two README commands. Each one alone sets everything up on a fresh clone.
+# The README commands. Each one alone sets everything up on a fresh clone.
 #   make test       venv + pinned install, check library/notebook sync, lint the library, run pytest
-#   make reproduce  venv + pinned install, fetch the benchmark's raw data, dvc repro (default profile)
+#   make reproduce  venv + pinned install, fetch the benchmark's raw data, then `smat reproduce`: dvc repro stage by stage
+#                   (default profile), with stage i of n and the time left
+#   make smoke      venv + pinned install, then `smat smoke`: every stage on the smoke profile in _smoke/ (no download;
+#                   the committed results are never touched)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.smat-installed
 PYTEST_ARGS ?=
 
-.PHONY: test reproduce install sync-check lint data notebooks-test lab clean-venv gpu-check paper-dryrun
+.PHONY: test reproduce smoke install sync-check lint data notebooks-test lab clean-venv gpu-check paper-dryrun
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,8 +37,12 @@ data: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat fetch-data
 
 reproduce: install data
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat reproduce
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc status
+
+# The whole pipeline on the smoke profile, in a scratch copy (_smoke/, git-ignored); no data download.
+smoke: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat smoke
 
 notebooks-test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/nbdev-test --n-workers 2

@@ -148,7 +148,7 @@ DATA_README = 'The raw inputs of the embedded benchmark are fetched here by `sma
 
 def fetch_data(raw_dir='data/raw', sources=None, progress=True) -> dict:
     "Fetch every source (idempotent); returns {file: sha256}; writes `raw_dir/manifest.json` and `data/README.txt`."
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
     sources = SOURCES if sources is None else sources
     raw_dir = Path(raw_dir); raw_dir.mkdir(parents=True, exist_ok=True)
     got, fresh = {}, 0
@@ -690,7 +690,7 @@ def describe_meta_dataset(cfg: BenchmarkConfig) -> dict:
 def build_benchmark(cfg: BenchmarkConfig, out_dir=None, progress=True) -> dict:
     "Build the benchmark that `cfg.source` names into `out_dir` (default `cfg.out_dir`); returns the summary."
     out_dir = Path(out_dir or cfg.out_dir)
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
     bar = tqdm(desc=f'build-benchmark ({cfg.source})', unit='part', disable=not progress)
     step = lambda what: (bar.set_postfix_str(what), bar.update(1))
     try:

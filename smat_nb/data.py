@@ -395,7 +395,7 @@ def render_domain(domain, size: int = 32, out=None, min_ways: int = 5, split: st
     imgs, labels, styles = [], [], []
     it = range(len(domain))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.std import tqdm
         it = tqdm(it, desc=f'{name}/{split}', unit='class')
     for c in it:
         n = domain.class_size(c)

@@ -188,7 +188,7 @@ def make_dryrun_data(out, params: dict, formats=('h5', 'tfrecord'), shape: dict 
 
 # %% ../nbs/18_dryrun.ipynb #1581eb55
 SIZES = {   # section -> the paper's sizes, shrunk (only sizes: every other value stays the paper's)
-    'meta_tune': dict(tasks=8, val_every=4, val_episodes=1, checkpoint_every=4, align_every=1),
+    'meta_tune': dict(tasks=8, val_every=8, val_episodes=1, val_ood_episodes=1, checkpoint_every=8, align_every=1),
     'evaluate': dict(episodes=2, finetune_episodes=2, steps=1, select_episodes=1),
     'backbone_cost': dict(batch_sizes=[2, 4], repeats=1, warmup=1),
 }
@@ -264,8 +264,8 @@ def _env() -> dict:
     return {**os.environ, 'PATH': f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             'DVC_NO_ANALYTICS': '1', 'PYTHONDONTWRITEBYTECODE': '1', 'MPLBACKEND': 'Agg'}
 
-def run_dvc(repo, targets=(), echo=None, timeout: float | None = None) -> dict:
-    "`dvc repro [targets]` in `repo`: {wall, cpu, stages run}; a failure raises `DryRunError` with the log's tail."
+def run_dvc(repo, targets=(), echo=None, timeout: float | None = None, on_line=None) -> dict:
+    "`dvc repro [targets]` in `repo`: {wall, cpu, stages run}; a failure raises `DryRunError` with the log's tail. `on_line` sees each line."
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     tail, stages = deque(maxlen=60), []
     proc = subprocess.Popen(['dvc', 'repro', *targets], cwd=repo, env=_env(), stdout=subprocess.PIPE,
@@ -273,6 +273,7 @@ def run_dvc(repo, targets=(), echo=None, timeout: float | None = None) -> dict:
     try:
         for line in proc.stdout:
             tail.append(line.rstrip())
+            if on_line: on_line(line.rstrip())
             m = re.match(r"Running stage '([^']+)'", line)
             if m:
                 stages.append(m.group(1))

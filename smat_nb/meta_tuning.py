@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .core import from_dict, write_json, seed_everything, set_threads, load_params, stage_params, command, common_args, parse_sets
 from .router import prototypes

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .core import atomic_write, write_json, seed_everything, set_threads, from_dict
 from .backbones import create_backbone, vit_config
