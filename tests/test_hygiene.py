@@ -48,6 +48,14 @@ def test_paper_notebook_has_one_parameters_cell_and_no_outputs(fn):
     with_out = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and (c.outputs or c.execution_count)]
     assert not with_out, f'{fn.name}: cells {with_out} hold outputs; clear them (papermill writes results elsewhere)'
 
+def test_notebooks_open_unmodified_in_jupyterlab():
+    "JupyterLab sets kernelspec and language_info when the kernel starts; a notebook that already holds them opens clean."
+    for fn in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        md = json.loads(fn.read_text())['metadata']
+        assert md.get('kernelspec', {}).get('display_name') == 'Python 3 (ipykernel)', f'{fn}: kernelspec display_name'
+        li = md.get('language_info', {})
+        assert li.get('name') == 'python' and li.get('version') and li.get('pygments_lexer') == 'ipython3', f'{fn}: no language_info'
+
 def test_notebook_cell_ids_unique():
     for fn in sorted((ROOT/'nbs').rglob('*.ipynb')):
         ids = [c.get('id') for c in nbformat.read(fn, as_version=4).cells]
