@@ -5,18 +5,25 @@
 # %% ../nbs/12_adaptation.ipynb #00bb34ea
 from __future__ import annotations
 import copy, math
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, vmap
 
 from .router import prototypes
 from .objective import cosine_logits
 
 # %% auto #0
-__all__ = ['MD_LR_GRID', 'FEWSHOT_LR_GRID', 'MODES', 'features', 'zero_shot', 'diff_augment', 'finetune', 'adapt_full', 'LoRAQKV',
-           'add_lora', 'remove_lora', 'adapt_lora', 'adapt', 'select_lr']
+__all__ = ['MD_LR_GRID', 'FEWSHOT_LR_GRID', 'MODES', 'features', 'zero_shot', 'diff_augment', 'finetune', 'adapt_full',
+           'lora_A_init', 'dropout_generator', 'lora_keep_mask', 'LoRAQKV', 'add_lora', 'remove_lora', 'adapt_lora',
+           'adapt', 'best_lr', 'select_lr', 'FinetuneJob', 'episode_seed', 'pad_stack', 'masked_prototypes',
+           'masked_logits', 'adamw_init', 'adamw_step', 'lora_modules', 'batched_template', 'episode_tensors',
+           'lora_start', 'step_inputs', 'episode_loss', 'finetune_batch', 'size_batches', 'adapt_batch',
+           'select_lr_batch']
 
 # %% ../nbs/12_adaptation.ipynb #eef454e8
 def features(model: nn.Module, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
@@ -65,9 +72,9 @@ def finetune(model: nn.Module, params: Sequence[torch.Tensor], support_x, suppor
     params = list(params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
-        protos = prototypes(features(model, support_x), support_y, n_way)
+        protos = prototypes(model(support_x), support_y, n_way)      # with gradient; one pass (LoRA dropout draws in order)
         xa = diff_augment(support_x, generator, p=p_aug) if augment else support_x
-        loss = F.cross_entropy(cosine_logits(features(model, xa), protos, scale), support_y)
+        loss = F.cross_entropy(cosine_logits(model(xa), protos, scale), support_y)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return None if query_x is None else zero_shot(model, support_x, support_y, query_x, n_way, scale)
 
@@ -79,33 +86,59 @@ def adapt_full(model: nn.Module, support_x, support_y, query_x, *, lr: float = 1
     return finetune(m, list(m.parameters()), support_x, support_y, query_x, lr=lr, steps=steps, **kw)
 
 # %% ../nbs/12_adaptation.ipynb #edebb1a6
+def lora_A_init(r: int, in_features: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    "PEFT's initial LoRA A (r, in_features): Kaiming-uniform with a = sqrt(5), drawn on the CPU from `generator`."
+    w = torch.empty(r, in_features)
+    nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+    return w
+
+def dropout_generator(generator: torch.Generator | None, device) -> torch.Generator | None:
+    "A generator on `device` for LoRA dropout, seeded by one draw of `generator` (None: use the global RNG)."
+    if generator is None: return None
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+def lora_keep_mask(shape, p: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    "Dropout keep mask (bool) of `shape`: each entry kept with probability 1 - p, drawn from `generator` on its device."
+    device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=device) >= p
+
 class LoRAQKV(nn.Module):
     "A timm fused qkv Linear plus a LoRA update on the chosen thirds (default query and value)."
-    def __init__(self, qkv: nn.Linear, r: int = 8, alpha: float = 32, dropout: float = 0.1, targets: str = 'qv'):
+    def __init__(self, qkv: nn.Linear, r: int = 8, alpha: float = 32, dropout: float = 0.1, targets: str = 'qv',
+                 generator: torch.Generator | None = None, dropout_generator: torch.Generator | None = None):
         super().__init__()
         if qkv.out_features % 3: raise ValueError(f'LoRAQKV: out_features={qkv.out_features} is not 3 x dim')
         if not targets or set(targets) - set('qkv'): raise ValueError(f"LoRAQKV: targets must be letters of 'qkv', got {targets!r}")
-        self.base, self.targets, self.scaling = qkv, targets, alpha / r
+        self.base, self.targets, self.scaling, self.p = qkv, targets, alpha / r, dropout
         d, dev, dt = qkv.out_features // 3, qkv.weight.device, qkv.weight.dtype
-        self.lora_A = nn.Parameter(torch.empty(r, qkv.in_features, device=dev, dtype=dt))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_A = nn.Parameter(lora_A_init(r, qkv.in_features, generator).to(dev, dt))
         self.lora_B = nn.Parameter(torch.zeros(len(targets) * d, r, device=dev, dtype=dt))
-        self.drop = nn.Dropout(dropout)
+        self.dropout_generator = dropout_generator
+        self.register_buffer('drop_mask', None, persistent=False)    # set by the batched path, else drawn in train mode
+
+    def dropped(self, x):
+        "`x` after LoRA dropout: the given `drop_mask`, or (training) a mask drawn now, scaled by 1 / (1 - p)."
+        keep = self.drop_mask
+        if keep is None and self.training and self.p > 0: keep = lora_keep_mask(x.shape, self.p, self.dropout_generator, x.device)
+        return x if keep is None else x * keep.to(x.dtype) / (1 - self.p)
 
     def forward(self, x):
         out = self.base(x)
-        upd = (self.drop(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        upd = (self.dropped(x) @ self.lora_A.T @ self.lora_B.T) * self.scaling
         parts = dict(zip(self.targets, upd.chunk(len(self.targets), -1)))
         zero = torch.zeros_like(out[..., :out.shape[-1] // 3])
         return out + torch.cat([parts.get(c, zero) for c in 'qkv'], -1)
 
-def add_lora(model: nn.Module, r: int = 8, alpha: float = 32, dropout: float = 0.1, targets: str = 'qv') -> list:
+def add_lora(model: nn.Module, r: int = 8, alpha: float = 32, dropout: float = 0.1, targets: str = 'qv',
+             generator: torch.Generator | None = None) -> list:
     "Wrap every `blocks[i].attn.qkv` of a timm ViT with `LoRAQKV`; freeze the rest; return the LoRA params."
     for p in model.parameters(): p.requires_grad_(False)
+    dg = dropout_generator(generator, next(model.parameters()).device)
     params = []
     for blk in model.blocks:
         if isinstance(blk.attn.qkv, LoRAQKV): raise ValueError('add_lora: the model already has LoRA adapters')
-        blk.attn.qkv = LoRAQKV(blk.attn.qkv, r, alpha, dropout, targets)
+        blk.attn.qkv = LoRAQKV(blk.attn.qkv, r, alpha, dropout, targets, generator, dg)
         params += [blk.attn.qkv.lora_A, blk.attn.qkv.lora_B]
     return params
 
@@ -121,7 +154,7 @@ def adapt_lora(model: nn.Module, support_x, support_y, query_x, *, lr: float = 1
     if lr == 0 or steps == 0: return zero_shot(model, support_x, support_y, query_x, kw.get('n_way'))
     req = {n: p.requires_grad for n, p in model.named_parameters()}
     was_training = model.training
-    params = add_lora(model, r, alpha, dropout)
+    params = add_lora(model, r, alpha, dropout, generator=kw.get('generator'))
     try:
         model.train()      # LoRA dropout is active while fitting
         finetune(model, params, support_x, support_y, None, lr=lr_mult * lr, steps=steps, **kw)   # fit only: no scoring in train mode
@@ -143,15 +176,236 @@ def adapt(model: nn.Module, support_x, support_y, query_x, mode: str = 'zero-sho
     if mode == 'lora': return adapt_lora(model, support_x, support_y, query_x, **kw)
     raise ValueError(f"adapt: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
-def select_lr(task_model: Callable, episodes, mode: str, grid=MD_LR_GRID, **kw):
-    "Best lr of `grid` by mean query accuracy over `episodes` (support_x, support_y, query_x, query_y)."
+def best_lr(scores: dict) -> float:
+    "The lr of the best score; ties go to the smaller lr."
+    return max(scores, key=lambda k: (scores[k], -k))
+
+def select_lr(task_model: Callable, episodes, mode: str, grid=MD_LR_GRID, seeds: Sequence[int] | None = None, **kw):
+    "Best lr of `grid` by mean query accuracy over `episodes` (support_x, support_y, query_x, query_y); with `seeds`, episode j draws from its own generator seeded seeds[j] at every lr."
     if not len(grid): raise ValueError('select_lr: empty lr grid')
     scores = {}
     for lr in grid:
         accs = []
-        for (sx, sy, qx, qy) in episodes:
+        for j, (sx, sy, qx, qy) in enumerate(episodes):
+            if seeds is not None: kw['generator'] = torch.Generator().manual_seed(seeds[j])
             logits = adapt(task_model(sx, sy), sx, sy, qx, mode=mode, lr=lr, **kw)
             accs.append((logits.argmax(1) == qy).float().mean().item())
         scores[lr] = sum(accs) / len(accs)
-    best = max(scores, key=lambda k: (scores[k], -k))      # ties go to the smaller lr
-    return best, scores
+    return best_lr(scores), scores
+
+# %% ../nbs/12_adaptation.ipynb #a521c124
+@dataclass
+class FinetuneJob:
+    "One fine-tuning run: the task model, its episode (model-ready tensors), the lr, and the seed of its own random draws."
+    model: nn.Module
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    lr: float
+    seed: int = 0
+
+def episode_seed(seed: int, index: int) -> int:
+    "The seed of episode `index`'s own draws under a run seed (distinct for up to a million episodes per run seed)."
+    return seed * 1_000_000 + index
+
+def pad_stack(xs: Sequence[torch.Tensor], n: int | None = None, value=0) -> torch.Tensor:
+    "Stack tensors of different lengths (dim 0) into (len(xs), n, ...); the rows past each one's length hold `value`."
+    n = max(len(x) for x in xs) if n is None else n
+    out = xs[0].new_full((len(xs), n, *xs[0].shape[1:]), value)
+    for i, x in enumerate(xs): out[i, :len(x)] = x
+    return out
+
+def masked_prototypes(feats: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    "`prototypes` that vmap can batch: rows labelled -1 (padding) join no class; a class without rows gets a zero prototype."
+    onehot = (labels[:, None] == torch.arange(n_way, device=labels.device)).to(feats.dtype)
+    return (onehot.T @ feats) / onehot.sum(0).clamp(min=1)[:, None]
+
+def masked_logits(feats: torch.Tensor, protos: torch.Tensor, class_valid: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+    "`cosine_logits` with the padded classes (`class_valid` False) at -inf, so softmax and cross-entropy ignore them."
+    return cosine_logits(feats, protos, scale).masked_fill(~class_valid, float('-inf'))
+
+# %% ../nbs/12_adaptation.ipynb #ada8bcf5
+def adamw_init(params: dict) -> dict:
+    "AdamW's state for a dict of stacked tensors: zero first and second moments."
+    return {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in params.items()}
+
+@torch.no_grad()
+def adamw_step(params: dict, grads: dict, state: dict, lr: torch.Tensor, step: int, weight_decay: float = 0.01,
+               betas=(0.9, 0.999), eps: float = 1e-8):
+    "One `torch.optim.AdamW` step (step counts from 1), in place, on stacked tensors: dim 0 is the episode, `lr` is (E,)."
+    b1, b2 = betas
+    bc1, bc2_sqrt = 1 - b1 ** step, math.sqrt(1 - b2 ** step)
+    for k, p in params.items():
+        g, (m, v) = grads[k], state[k]
+        lr_k = lr.to(p.dtype).view(-1, *[1] * (p.ndim - 1))
+        p.mul_(1 - lr_k * weight_decay)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        p.addcdiv_(m * (-lr_k / bc1), (v.sqrt() / bc2_sqrt).add_(eps))
+
+# %% ../nbs/12_adaptation.ipynb #f15ee6a2
+def lora_modules(model: nn.Module) -> list:
+    "The `LoRAQKV` modules of `model`, in block order."
+    return [m for m in model.modules() if isinstance(m, LoRAQKV)]
+
+def _check_no_dropout(model: nn.Module):
+    "Refuse a model whose train mode would switch on other random layers: the batched path replays only LoRA's dropout."
+    for name, m in model.named_modules():
+        if (isinstance(m, nn.Dropout) and m.p > 0) or getattr(m, 'drop_prob', 0) > 0:
+            raise ValueError(f"finetune_batch: module {name!r} has dropout or drop-path > 0, which +LoRA's train mode "
+                             "switches on and the batched path does not replay; build the backbone with drop rates 0, or use adapt_lora")
+
+def batched_template(model: nn.Module, mode: str, r: int = 8, alpha: float = 32, dropout: float = 0.1) -> nn.Module:
+    "An eval-mode copy of `model` for vmap: explicit attention (vmap cannot batch the CPU's fused kernel), LoRA adapters for 'lora'."
+    t = copy.deepcopy(model).eval()
+    for m in t.modules():
+        if hasattr(m, 'fused_attn'): m.fused_attn = False
+    if mode == 'lora':
+        _check_no_dropout(t)
+        add_lora(t, r, alpha, dropout, generator=torch.Generator().manual_seed(0))   # its own values are never used
+    return t.eval()                                                            # new adapters start in train mode
+
+def _stacked(tensors: list, names, E: int, src) -> dict:
+    "Each named tensor of every job, stacked on dim 0 (the one source copied E times when the jobs share a model)."
+    if len(tensors) == E: return {n: torch.stack([t[src(n)].detach() for t in tensors]) for n in names}
+    return {n: tensors[0][src(n)].detach().expand(E, *tensors[0][src(n)].shape).clone() for n in names}
+
+def episode_tensors(models: Sequence[nn.Module], template: nn.Module, mode: str):
+    "(trainable, frozen, frozen's vmap dim): the jobs' tensors under `template`'s names, stacked on dim 0; the frozen ones once, unbatched, when all jobs share one model."
+    src = lambda n: n.replace('.qkv.base.', '.qkv.')                          # LoRAQKV holds the wrapped Linear as `base`
+    shared = all(m is models[0] for m in models)
+    tensors = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in (models[:1] if shared else models)]
+    params = [n for n, _ in template.named_parameters() if 'lora_' not in n]
+    buffers = [n for n, _ in template.named_buffers()]
+    missing = [src(n) for n in params + buffers if src(n) not in tensors[0]]
+    if missing: raise ValueError(f'finetune_batch: the task model has no tensor {missing[0]!r}; every job needs a model of the same architecture')
+    stack = partial(_stacked, tensors, E=len(models), src=src)
+    frozen_names = buffers if mode == 'full' else params + buffers
+    frozen = {n: tensors[0][src(n)].detach() for n in frozen_names} if shared else stack(frozen_names)
+    return (stack(params) if mode == 'full' else {}), frozen, (None if shared else 0)
+
+def lora_start(template: nn.Module, gens: Sequence[torch.Generator], device):
+    "Per-job initial adapters (stacked) and dropout generators, drawn from each job's generator in `add_lora`'s order."
+    mods, names = lora_modules(template), [n for n, _ in template.named_parameters() if 'lora_' in n]
+    dgens, factors = [], []
+    for g in gens:
+        dgens.append(dropout_generator(g, device))
+        for m in mods: factors.append(lora_A_init(m.lora_A.shape[0], m.lora_A.shape[1], g))
+    A = [torch.stack(factors[i::len(mods)]).to(device) for i in range(len(mods))]
+    B = [torch.zeros(len(gens), *m.lora_B.shape, device=device) for m in mods]
+    tensors = [t for pair in zip(A, B) for t in pair]                           # lora_A, lora_B of each block, as named
+    dtypes = {n: p.dtype for n, p in template.named_parameters()}
+    return {n: t.to(dtypes[n]) for n, t in zip(names, tensors)}, dgens
+
+def _tokens(template: nn.Module, x: torch.Tensor) -> int:
+    "Tokens per image at the first adapter's input, from one image's forward."
+    seen = []
+    h = lora_modules(template)[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+    try:
+        with torch.no_grad(): template(x[:1])
+    finally: h.remove()
+    return seen[0]
+
+# %% ../nbs/12_adaptation.ipynb #3d366d34
+def _masks_of_pass(jobs, dgens, mask_shapes, p: float) -> list:
+    "One pass's dropout keep masks, per job then per adapter, drawn from the job's dropout generator in block order."
+    return [[lora_keep_mask((len(j.support_x), *sh), p, dg) for sh in mask_shapes] for j, dg in zip(jobs, dgens)]
+
+def step_inputs(jobs, gens, dgens, clean: torch.Tensor, mask_names: Sequence[str], mask_shapes, p_drop: float,
+                augment: bool = True, p_aug: float = 0.9):
+    "This step's input (E, 2S, ...) = the padded clean support, then the augmented one; and the adapters' keep masks, in the loop's draw order."
+    S = clean.shape[1]
+    m_clean = _masks_of_pass(jobs, dgens, mask_shapes, p_drop) if mask_names else None
+    aug = [diff_augment(j.support_x, g, p=p_aug) if augment else j.support_x for j, g in zip(jobs, gens)]
+    m_aug = _masks_of_pass(jobs, dgens, mask_shapes, p_drop) if mask_names else None
+    masks = {n: torch.cat([pad_stack([m[b] for m in m_clean], S, False), pad_stack([m[b] for m in m_aug], S, False)], 1)
+             for b, n in enumerate(mask_names)}
+    return torch.cat([clean, pad_stack(aug, S)], 1), masks
+
+def episode_loss(trainable: dict, frozen: dict, masks: dict, x, y, class_valid, *, template: nn.Module, scale: float = 10.0):
+    "One episode's support loss: `x` is its clean support, then its augmented one; labels -1 are padding."
+    feats = functional_call(template, {**frozen, **masks, **trainable}, (x,))
+    clean, aug = feats.chunk(2)
+    logits = masked_logits(aug, masked_prototypes(clean, y, class_valid.shape[-1]), class_valid, scale)
+    valid = (y >= 0).to(logits.dtype)
+    ce = F.cross_entropy(logits, y.clamp(min=0), reduction='none')
+    return (ce * valid).sum() / valid.sum()
+
+def _episode_logits(trainable, frozen, sx, sy, qx, class_valid, *, template: nn.Module, scale: float = 10.0):
+    "One episode's query logits: prototypes from the (padded) support, cosine to each query."
+    params = {**frozen, **trainable}
+    protos = masked_prototypes(functional_call(template, params, (sx,)), sy, class_valid.shape[-1])
+    return masked_logits(functional_call(template, params, (qx,)), protos, class_valid, scale)
+
+def finetune_batch(jobs: Sequence[FinetuneJob], mode: str = 'full', *, steps: int = 50, weight_decay: float = 0.01,
+                   augment: bool = True, p_aug: float = 0.9, scale: float = 10.0, r: int = 8, alpha: float = 32,
+                   dropout: float = 0.1, lr_mult: float = 10.0) -> list:
+    "Fine-tune every job at once, each with its own weights (+full or +LoRA); the query logits of each, as the one-at-a-time loop gives them."
+    if mode not in ('full', 'lora'): raise ValueError(f"finetune_batch: mode must be 'full' or 'lora', got {mode!r}")
+    if min(j.lr for j in jobs) < 0: raise ValueError(f'finetune_batch: lr must be >= 0, got {min(j.lr for j in jobs)}')
+    dev = jobs[0].support_x.device
+    template = batched_template(jobs[0].model, mode, r, alpha, dropout)
+    trainable, frozen, fdim = episode_tensors([j.model for j in jobs], template, mode)
+    gens, dgens = [torch.Generator().manual_seed(j.seed) for j in jobs], [None] * len(jobs)
+    mask_names, mask_shapes = [], []
+    if mode == 'lora':
+        trainable, dgens = lora_start(template, gens, dev)
+        if dropout > 0:
+            T = _tokens(template, jobs[0].support_x)
+            mask_names = [n + '.drop_mask' for n, m in template.named_modules() if isinstance(m, LoRAQKV)]
+            mask_shapes = [(T, m.lora_A.shape[1]) for m in lora_modules(template)]
+    lr = torch.tensor([j.lr * (lr_mult if mode == 'lora' else 1.0) for j in jobs], device=dev)
+    ways = [int(j.support_y.max()) + 1 for j in jobs]
+    class_valid = torch.arange(max(ways), device=dev)[None] < torch.tensor(ways, device=dev)[:, None]
+    sx, sy = pad_stack([j.support_x for j in jobs]), pad_stack([j.support_y for j in jobs], value=-1)
+    step_losses = vmap(partial(episode_loss, template=template, scale=scale), in_dims=(0, fdim, 0, 0, 0, 0))
+    state, leaves = adamw_init(trainable), [w.requires_grad_() for w in trainable.values()]
+    for t in range(1, steps + 1):
+        x, masks = step_inputs(jobs, gens, dgens, sx, mask_names, mask_shapes, dropout, augment, p_aug)
+        grads = torch.autograd.grad(step_losses(trainable, frozen, masks, x, sy, class_valid).sum(), leaves)
+        adamw_step(trainable, dict(zip(trainable, grads)), state, lr, t, weight_decay)
+    with torch.no_grad():
+        logits = vmap(partial(_episode_logits, template=template, scale=scale), in_dims=(0, fdim, 0, 0, 0, 0))(
+            trainable, frozen, sx, sy, pad_stack([j.query_x for j in jobs]), class_valid)
+    return [lo[:len(j.query_x), :w] for lo, j, w in zip(logits, jobs, ways)]
+
+# %% ../nbs/12_adaptation.ipynb #2a8707e0
+def size_batches(sizes: Sequence[int], chunk: int, max_padding: float = 0.25, max_images: int | None = None) -> list:
+    "Indices of `sizes` by decreasing size, cut into batches of at most `chunk` (and at most `max_images` padded images) whose padding stays within `max_padding` of their real size."
+    batches, cur = [], []
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        padded = (len(cur) + 1) * sizes[cur[0]] if cur else 0
+        if cur and (len(cur) == chunk or padded > (1 + max_padding) * (sum(sizes[j] for j in cur) + sizes[i])
+                    or (max_images is not None and padded > max_images)):
+            batches.append(cur); cur = []
+        cur.append(i)
+    return batches + [cur] if cur else batches
+
+def adapt_batch(jobs: Sequence[FinetuneJob], mode: str = 'full', *, chunk: int = 16, steps: int = 50, max_padding: float = 0.25,
+                max_images: int | None = None, **kw) -> list:
+    "Query logits of every job after `mode`, fine-tuned in batches of at most `chunk` jobs of similar support size; lr 0 gives the zero-shot prediction."
+    if mode not in MODES: raise ValueError(f"adapt_batch: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if chunk < 1: raise ValueError(f'adapt_batch: chunk must be >= 1 (jobs fine-tuned at once), got {chunk}')
+    out, todo = [None] * len(jobs), []
+    for i, j in enumerate(jobs):
+        if j.lr < 0: raise ValueError(f'adapt_batch: lr must be >= 0, got {j.lr} (job {i})')
+        if mode == 'zero-shot' or j.lr == 0 or steps == 0: out[i] = zero_shot(j.model, j.support_x, j.support_y, j.query_x, scale=kw.get('scale', 10.0))
+        else: todo.append(i)
+    for b in size_batches([len(jobs[i].support_x) for i in todo], chunk, max_padding, max_images):
+        idx = [todo[k] for k in b]
+        for i, logits in zip(idx, finetune_batch([jobs[i] for i in idx], mode, steps=steps, **kw)): out[i] = logits
+    return out
+
+def select_lr_batch(task_model: Callable, episodes, mode: str, grid=MD_LR_GRID, seeds: Sequence[int] | None = None,
+                    chunk: int = 16, **kw):
+    "`select_lr` with the grid x episodes fine-tuned as one batch: (best lr, {lr: mean query accuracy}); episode j draws from seeds[j] at every lr."
+    if not len(grid): raise ValueError('select_lr_batch: empty lr grid')
+    seeds = list(range(len(episodes))) if seeds is None else seeds
+    models = [task_model(sx, sy) for sx, sy, _, _ in episodes]                  # one task model per episode, shared by the lrs
+    jobs = [FinetuneJob(m, sx, sy, qx, lr, s) for lr in grid for m, (sx, sy, qx, _), s in zip(models, episodes, seeds)]
+    logits = adapt_batch(jobs, mode, chunk=chunk, **kw)
+    n, scores = len(episodes), {}
+    for k, lr in enumerate(grid):
+        accs = [(lo.argmax(1) == qy).float().mean().item() for lo, (_, _, _, qy) in zip(logits[k * n:(k + 1) * n], episodes)]
+        scores[lr] = sum(accs) / n
+    return best_lr(scores), scores

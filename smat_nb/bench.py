@@ -5,8 +5,9 @@ ProtoNet meta-tuning (PMF) and the plain backbone, on the same episode, in one p
 
 # %% ../nbs/15_bench.ipynb #e6447501
 from __future__ import annotations
-import gc, platform, time
+import gc, os, platform, time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,12 +18,13 @@ from .backbones import create_backbone
 from .episodes import Episode
 from .training import amp_context
 from .domains import to_input
+from .adaptation import FinetuneJob, adapt_batch, adapt_full, adapt_lora
 from .methods import MetaTuneConfig, get_method
 from .meta_tuning import TrainState, train_update
 
 # %% auto #0
-__all__ = ['RELEASE_RATIO', 'SHAPES', 'ideal_ratio', 'reset_peak', 'peak_mib', 'synthetic_episode', 'time_updates', 'time_merge',
-           'time_inference', 'bench', 'bench_table', 'bench_cmd']
+__all__ = ['RELEASE_RATIO', 'SHAPES', 'PARTS', 'ideal_ratio', 'reset_peak', 'peak_mib', 'synthetic_episode', 'time_updates',
+           'time_merge', 'time_inference', 'time_finetune', 'bench', 'bench_table', 'finetune_table', 'bench_cmd']
 
 # %% ../nbs/15_bench.ipynb #26e863b8
 def ideal_ratio(n_support: int, n_query: int, kd: bool = True) -> float:
@@ -128,15 +130,86 @@ def time_inference(backbone: nn.Module, cfg: MetaTuneConfig, ep: Episode, device
     out['ratio'] = out['merged'] / out['backbone']
     return out
 
+# %% ../nbs/15_bench.ipynb #9f810b79
+def _timed(fn, device) -> tuple:
+    "(seconds, peak MiB) of one call of `fn`."
+    reset_peak(device); _sync(device); t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0, peak_mib(device)
+
+def time_finetune(backbone: nn.Module, ep: Episode, mode: str = 'full', device='cpu', jobs: int = 16, steps: int = 5,
+                  chunk: int | None = None, reps: int = 1) -> dict:
+    "Episode-steps per second and peak memory of `jobs` fine-tunings of `ep`: the one-at-a-time loop against `adapt_batch`, interleaved."
+    bb = backbone.to(device).eval()
+    sx, qx = to_input(ep.support, device=device), to_input(ep.query, device=device)
+    sy = ep.support_labels.to(sx.device)
+    one = adapt_full if mode == 'full' else adapt_lora
+    def loop():
+        for k in range(jobs): one(bb, sx, sy, qx, lr=1e-3, steps=steps, generator=torch.Generator().manual_seed(k))
+    def batched():
+        adapt_batch([FinetuneJob(bb, sx, sy, qx, 1e-3, k) for k in range(jobs)], mode, chunk=chunk or jobs, steps=steps)
+    one(bb, sx, sy, qx, lr=1e-3, steps=1)                                     # warm-up: kernels, thread pools
+    adapt_batch([FinetuneJob(bb, sx, sy, qx, 1e-3, k) for k in range(2)], mode, steps=1)
+    runs = {'loop': [], 'batched': []}
+    for _ in range(reps):
+        for name, fn in (('loop', loop), ('batched', batched)): runs[name].append(_timed(fn, device))
+    out = {}
+    for name, rs in runs.items():
+        out[f'{name}_eps'] = jobs * steps / float(np.median([s for s, _ in rs]))
+        out[f'{name}_peak_mib'] = max((p for _, p in rs if p is not None), default=None)
+    out['speedup'] = out['batched_eps'] / out['loop_eps']
+    return out
+
 # %% ../nbs/15_bench.ipynb #a7f4f659
-SHAPES = {'tiny': dict(preset='tiny', img_size=32, structured=True),                  # the tiny profile (params.yaml)
-          'vit_small_128': dict(preset='vit_small_patch16', img_size=128, structured=False)}   # the paper profile: 128 px into DINO's table
+SHAPES = {'tiny': dict(preset='tiny', img_size=32, structured=True,                   # the tiny profile (params.yaml: finetune_chunk 8)
+                       ft_jobs=16, ft_steps=10, ft_chunk=8, ft_shots=(1, 5)),
+          'vit_small_128': dict(preset='vit_small_patch16', img_size=128, structured=False,     # the paper profile: 128 px into DINO's table
+                                ft_jobs=4, ft_steps=2, ft_chunk=4, ft_shots=(1,))}
+PARTS = ('meta', 'finetune')
+
+def _meta_row(r: dict, bb, ep, cfg, device, updates, warmup, progress):
+    "Fill `r` with the meta-training measurements: SMAT and PMF per task, merge, inference, their ratios."
+    S, Q = r['support'], r['query']
+    time_updates('pmf', bb, ep, cfg, device, 0, 1)      # one-time start-up costs (thread pools, kernels) land here
+    for m in ('pmf', 'smat'):
+        if progress: progress(f"bench {r['shape']}: {m} ...")
+        t = time_updates(m, bb, ep, cfg, device, updates, warmup)
+        r[f'{m}_s_per_task'], r[f'{m}_peak_mib'] = t['seconds_per_task'], t['peak_mib']
+    r['merge_s_per_task'] = time_merge(bb, cfg, device)
+    inf = time_inference(bb, cfg, ep, device)
+    r.update(infer_backbone_s=inf['backbone'], infer_merged_s=inf['merged'], infer_ratio=inf['ratio'])
+    r['ratio'] = r['smat_s_per_task'] / r['pmf_s_per_task']
+    r['ideal_ratio'] = ideal_ratio(S, Q)
+    r['ratio_over_ideal'] = r['ratio'] / r['ideal_ratio']
+    r['merge_share'] = r['merge_s_per_task'] / r['smat_s_per_task']
+    r['mem_ratio'] = (r['smat_peak_mib'] / r['pmf_peak_mib']) if r['smat_peak_mib'] and r['pmf_peak_mib'] else None
+    r['tasks_per_s'] = 1 / r['smat_s_per_task']
+    r['paper_hours_50k'] = 50_000 * r['smat_s_per_task'] / 3600
+
+def _finetune_rows(r: dict, sh: dict, bb, device, ft_jobs, ft_steps, ft_chunk, ft_shots, ft_reps, progress):
+    "Add to `r` the fine-tuning throughput, loop against batched, for +full and +LoRA on 5-way episodes of each of `ft_shots` shots."
+    jobs, steps, chunk = ft_jobs or sh['ft_jobs'], ft_steps or sh['ft_steps'], ft_chunk or sh['ft_chunk']
+    r['finetune'] = []
+    for shots in ft_shots or sh['ft_shots']:
+        ep = synthetic_episode(5, shots, 10, sh['img_size'])
+        for mode in ('full', 'lora'):
+            if progress: progress(f"bench {r['shape']}: fine-tuning {mode}, 5-way {shots}-shot ...")
+            t = time_finetune(bb, ep, mode, device, jobs, steps, chunk, ft_reps)
+            r['finetune'].append(dict(mode=mode, support=len(ep.support), query=len(ep.query), jobs=jobs, steps=steps, chunk=chunk, **t))
 
 def bench(shapes=('tiny', 'vit_small_128'), device='cpu', amp: str = 'none', ways=5, shots=5, queries=10,
-          updates: int = 2, warmup: int = 1, num_experts: int = 8, threads: int | None = None, progress=print) -> dict:
-    "Measure every shape; returns {'rows': [...], 'env': {...}}."
+          updates: int = 2, warmup: int = 1, num_experts: int = 8, threads: int | None = None, progress=print,
+          parts=PARTS, ft_jobs: int | None = None, ft_steps: int | None = None, ft_chunk: int | None = None,
+          ft_shots: Sequence[int] | None = None, ft_reps: int = 1) -> dict:
+    "Measure every shape; returns {'rows': [...], 'env': {...}} (the machine's load average before and after in env)."
     if threads: set_threads(threads)
-    rows = []
+    for key, v in (('ft_jobs', ft_jobs), ('ft_steps', ft_steps), ('ft_chunk', ft_chunk), ('ft_reps', ft_reps),
+                   ('ft_shots', min(ft_shots) if ft_shots else None)):
+        if v is not None and v < 1: raise ValueError(f"bench: {key} must be >= 1, got {v} (--{key.replace('_', '-')})")
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown: raise ValueError(f"bench: unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
+    load0, rows = os.getloadavg(), []
     for name in shapes:
         sh = SHAPES[name]
         seed_everything(0)
@@ -144,40 +217,44 @@ def bench(shapes=('tiny', 'vit_small_128'), device='cpu', amp: str = 'none', way
         cfg = MetaTuneConfig(num_experts=num_experts, structured=sh['structured'], meta_batch=4, amp=amp, augment=False,
                              delta_lr=1e-4, first_unit_lr=None)
         ep = synthetic_episode(ways, shots, queries, sh['img_size'])
-        S, Q = len(ep.support), len(ep.query)
-        r = {'shape': name, 'device': str(device), 'amp': amp, 'support': S, 'query': Q, 'num_experts': num_experts,
-             'structured': sh['structured'], 'params_M': sum(p.numel() for p in bb.parameters()) / 1e6}
-        time_updates('pmf', bb, ep, cfg, device, 0, 1)      # one-time start-up costs (thread pools, kernels) land here
-        for m in ('pmf', 'smat'):
-            if progress: progress(f'bench {name}: {m} ...')
-            t = time_updates(m, bb, ep, cfg, device, updates, warmup)
-            r[f'{m}_s_per_task'], r[f'{m}_peak_mib'] = t['seconds_per_task'], t['peak_mib']
-        r['merge_s_per_task'] = time_merge(bb, cfg, device)
-        inf = time_inference(bb, cfg, ep, device)
-        r.update(infer_backbone_s=inf['backbone'], infer_merged_s=inf['merged'], infer_ratio=inf['ratio'])
-        r['ratio'] = r['smat_s_per_task'] / r['pmf_s_per_task']
-        r['ideal_ratio'] = ideal_ratio(S, Q)
-        r['ratio_over_ideal'] = r['ratio'] / r['ideal_ratio']
-        r['merge_share'] = r['merge_s_per_task'] / r['smat_s_per_task']
-        r['mem_ratio'] = (r['smat_peak_mib'] / r['pmf_peak_mib']) if r['smat_peak_mib'] and r['pmf_peak_mib'] else None
-        r['tasks_per_s'] = 1 / r['smat_s_per_task']
-        r['paper_hours_50k'] = 50_000 * r['smat_s_per_task'] / 3600
+        r = {'shape': name, 'device': str(device), 'amp': amp, 'support': len(ep.support), 'query': len(ep.query),
+             'num_experts': num_experts, 'structured': sh['structured'], 'params_M': sum(p.numel() for p in bb.parameters()) / 1e6}
+        if 'meta' in parts: _meta_row(r, bb, ep, cfg, device, updates, warmup, progress)
+        if 'finetune' in parts: _finetune_rows(r, sh, bb, device, ft_jobs, ft_steps, ft_chunk, ft_shots, ft_reps, progress)
         rows.append(r)
     env = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'cpu': platform.processor() or platform.machine(),
-           'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+           'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           'loadavg_start': list(load0), 'loadavg_end': list(os.getloadavg())}
     return {'rows': rows, 'env': env}
 
 def bench_table(res: dict) -> str:
-    "A Markdown table of `bench` results."
+    "A Markdown table of `bench`'s meta-training measurements ('' when they were not run)."
+    rows = [r for r in res['rows'] if 'smat_s_per_task' in r]
+    if not rows: return ''
     head = ('| shape | device | S+Q | PMF s/task | SMAT s/task | SMAT/PMF | ideal | measured/ideal | merge share '
             '| merged/backbone inference | peak MiB PMF / SMAT | SMAT tasks/s | 50k tasks (h) |\n|' + '---|' * 13)
     lines = [head]
-    for r in res['rows']:
+    for r in rows:
         mem = f"{r['pmf_peak_mib']:.0f} / {r['smat_peak_mib']:.0f}" if r['pmf_peak_mib'] else 'n/a'
         lines.append(f"| {r['shape']} | {r['device']}{'+' + r['amp'] if r['amp'] != 'none' else ''} | {r['support']}+{r['query']} "
                      f"| {r['pmf_s_per_task']:.3f} | {r['smat_s_per_task']:.3f} | {r['ratio']:.2f} | {r['ideal_ratio']:.2f} "
                      f"| {r['ratio_over_ideal']:.2f} | {100 * r['merge_share']:.1f}% | {r['infer_ratio']:.3f} | {mem} "
                      f"| {r['tasks_per_s']:.2f} | {r['paper_hours_50k']:.1f} |")
+    return '\n'.join(lines)
+
+def _mib(v) -> str: return 'n/a' if v is None else f'{v:.0f}'
+
+def finetune_table(res: dict) -> str:
+    "A Markdown table of `bench`'s fine-tuning throughput, loop against batched ('' when it was not run)."
+    rows = [r for r in res['rows'] if r.get('finetune')]
+    if not rows: return ''
+    lines = ['| shape | device | S+Q | mode | episodes x steps | chunk | loop ep-steps/s | batched ep-steps/s | batched/loop '
+             '| peak MiB loop / batched |\n|' + '---|' * 10]
+    for r in rows:
+        for f in r['finetune']:
+            lines.append(f"| {r['shape']} | {r['device']} | {f['support']}+{f['query']} | +{f['mode']} | {f['jobs']} x {f['steps']} "
+                         f"| {f['chunk']} | {f['loop_eps']:.2f} | {f['batched_eps']:.2f} | {f['speedup']:.2f} "
+                         f"| {_mib(f['loop_peak_mib'])} / {_mib(f['batched_peak_mib'])} |")
     return '\n'.join(lines)
 
 # %% ../nbs/15_bench.ipynb #7590f83f
@@ -187,14 +264,26 @@ def _bench_args(p):
     p.add_argument('--amp', default='none', choices=['none', 'bf16', 'fp16'], help='autocast on CUDA (bf16 for the GPU path)')
     p.add_argument('--updates', type=int, default=2, help='timed updates of 4 tasks each (after one warm-up)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
+    p.add_argument('--parts', nargs='*', default=list(PARTS), choices=list(PARTS),
+                   help='meta: meta-training, merge and inference; finetune: fine-tuning loop vs batched (default: both)')
+    p.add_argument('--ft-jobs', type=int, default=None, help="episodes fine-tuned per measurement (default: the shape's, 16 tiny, 4 ViT-S)")
+    p.add_argument('--ft-steps', type=int, default=None, help="fine-tuning steps per episode (default: the shape's, 10 tiny, 2 ViT-S)")
+    p.add_argument('--ft-chunk', type=int, default=None, help="episodes per batch of the batched path (default: the shape's, 8 tiny, 4 ViT-S)")
+    p.add_argument('--ft-shots', type=int, nargs='*', default=None,
+                   help="shots of the 5-way 10-query fine-tuning episodes (default: the shape's, 1 and 5 tiny, 1 ViT-S)")
+    p.add_argument('--ft-reps', type=int, default=1, help='interleaved repetitions of loop and batched (the median is reported)')
     p.add_argument('--out', default='results/bench.json', help='JSON output (default: results/bench.json)')
 
-@command('bench', 'time SMAT vs PMF per task, the merge, merged-model inference and peak memory; print a table, write JSON')
+@command('bench', 'time SMAT vs PMF per task, the merge, merged-model inference, fine-tuning loop vs batched and peak memory; print tables, write JSON')
 def bench_cmd(args):
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError('--device cuda: no CUDA device here; run on a GPU machine or use --device cpu')
-    res = bench(args.shapes, args.device, args.amp, updates=args.updates, threads=args.threads)
-    print(bench_table(res))
+    res = bench(args.shapes, args.device, args.amp, updates=args.updates, threads=args.threads, parts=args.parts,
+                ft_jobs=args.ft_jobs, ft_steps=args.ft_steps, ft_chunk=args.ft_chunk, ft_shots=args.ft_shots,
+                ft_reps=args.ft_reps)
+    for table in (bench_table(res), finetune_table(res)):
+        if table: print(table + '\n')
+    print(f"load average (1, 5, 15 min): {res['env']['loadavg_start']} before, {res['env']['loadavg_end']} after")
     write_json(args.out, res)
     print(f'bench: wrote {args.out}')
     return 0

@@ -28,7 +28,7 @@ COMMAND_INDEX: dict = {      # {subcommand: (the module that registers it, its o
     'reproduce': ('smat_nb.reproduce', 'run the DVC pipeline stage by stage, with progress: stage i of n and an estimate of the time left'),
     'smoke': ('smat_nb.reproduce', 'run the whole pipeline on the smoke profile in a scratch copy (no download); '
                                    'outputs go to _smoke/, never over the committed results'),
-    'bench': ('smat_nb.bench', 'time SMAT vs PMF per task, the merge, merged-model inference and peak memory; print a table, write JSON'),
+    'bench': ('smat_nb.bench', 'time SMAT vs PMF per task, the merge, merged-model inference, fine-tuning loop vs batched and peak memory; print tables, write JSON'),
     'paper-dryrun': ('smat_nb.dryrun', 'run every paper-profile stage on generated Meta-Dataset files (h5 and TFRecords), OOD folders '
                                        'and a DINO-named checkpoint, changing only sizes'),
     'gpu-check': ('smat_nb.gpu_check', 'on a CUDA device: bench the ViT-S/16 step in bf16 and time a torchrun paper-profile SMAT run'),

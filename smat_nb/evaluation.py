@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .adaptation import adapt
+from .adaptation import adapt, adapt_batch, FinetuneJob, episode_seed
 from .domains import to_input
 
 # %% auto #0
@@ -51,20 +51,33 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict:
             'wins': int((d > 0).sum()), 'ties': int((d == 0).sum()), 'losses': int((d < 0).sum())}
 
 # %% ../nbs/13_evaluation.ipynb #1d19a92e
-def evaluate_domain(task_model: Callable, sampler, n_episodes: int, mode: str = 'zero-shot', *,
-                    start: int = 0, device=None, progress: bool = True, desc: str | None = None, **adapt_kw) -> dict:
-    "Per-episode accuracy and pooled calibration of `task_model` + `mode` on `n_episodes` episodes."
+def _episode_inputs(sampler, i: int, device=None):
+    "Episode `i` of `sampler` as model-ready (support_x, support_y, query_x, query_y) on `device`."
+    ep = sampler[i]
+    sx, qx = to_input(ep.support, device=device), to_input(ep.query, device=device)
+    return sx, ep.support_labels.to(sx.device), qx, ep.query_labels.to(sx.device)
+
+def _window_logits(task_model: Callable, sampler, idx, mode: str, device, chunk: int, seed: int, adapt_kw: dict):
+    "(query logits, query labels) of episodes `idx`: zero-shot one by one, fine-tuning as batches of `chunk`."
+    eps = [_episode_inputs(sampler, i, device) for i in idx]
+    if mode == 'zero-shot': return [adapt(task_model(sx, sy), sx, sy, qx, mode=mode, **adapt_kw) for sx, sy, qx, _ in eps], [e[3] for e in eps]
+    kw = dict(adapt_kw); lr = kw.pop('lr', 1e-4)
+    jobs = [FinetuneJob(task_model(sx, sy), sx, sy, qx, lr, episode_seed(seed, i)) for i, (sx, sy, qx, _) in zip(idx, eps)]
+    return adapt_batch(jobs, mode, chunk=chunk, **kw), [e[3] for e in eps]
+
+def evaluate_domain(task_model: Callable, sampler, n_episodes: int, mode: str = 'zero-shot', *, start: int = 0,
+                    device=None, progress: bool = True, desc: str | None = None, chunk: int = 16, seed: int = 0, **adapt_kw) -> dict:
+    "Per-episode accuracy and pooled calibration of `task_model` + `mode` on `n_episodes` episodes (fine-tuned `chunk` at a time)."
     accs, confs, hits = [], [], []
-    it = range(start, start + n_episodes)
-    for i in tqdm(it, desc=desc or getattr(sampler, 'domain', 'episodes'), disable=not progress, leave=False):
-        ep = sampler[i]
-        sx, qx = to_input(ep.support, device=device), to_input(ep.query, device=device)
-        sy, qy = ep.support_labels.to(sx.device), ep.query_labels.to(sx.device)
-        model = task_model(sx, sy)
-        logits = adapt(model, sx, sy, qx, mode=mode, **adapt_kw).float()
-        prob = logits.softmax(-1); conf, pred = prob.max(-1)
-        ok = (pred == qy)
-        accs.append(ok.float().mean().item()); confs.append(conf.detach().cpu()); hits.append(ok.cpu())
+    window = 1 if mode == 'zero-shot' else 4 * chunk
+    with tqdm(total=n_episodes, desc=desc or getattr(sampler, 'domain', 'episodes'), disable=not progress, leave=False) as bar:
+        for w in range(start, start + n_episodes, window):
+            idx = range(w, min(w + window, start + n_episodes))
+            for logits, qy in zip(*_window_logits(task_model, sampler, idx, mode, device, chunk, seed, adapt_kw)):
+                conf, pred = logits.float().softmax(-1).max(-1)
+                ok = (pred == qy)
+                accs.append(ok.float().mean().item()); confs.append(conf.detach().cpu()); hits.append(ok.cpu())
+            bar.update(len(idx))
     confs, hits = torch.cat(confs).numpy(), torch.cat(hits).numpy()
     mean, half = mean_ci(accs)
     return {'acc': accs, 'mean': mean, 'ci95': half, 'ece': ece(confs, hits), 'n': len(accs), 'mode': mode}
@@ -88,7 +101,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import (from_dict, load_params, stage_params, write_json, set_threads, seed_everything, command, common_args,
                           parse_sets)
-from .adaptation import select_lr, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
+from .adaptation import select_lr_batch, MD_LR_GRID, FEWSHOT_LR_GRID, MODES
 from .episodes import EpisodeConfig
 from .domains import load_backbone, domain_samplers, input_size
 from .methods import load_model, task_model
@@ -105,6 +118,8 @@ class EvalConfig(EpisodeConfig):
     lr_grid: list = MD_LR_GRID
     folder_lr_grid: list = FEWSHOT_LR_GRID
     select_episodes: int = 5
+    finetune_chunk: int = 16              # episodes fine-tuned at once (batched; bounds the peak memory)
+    finetune_max_images: int | None = None  # and at most this many (padded) support images per batch (None: no limit)
     weight_decay: float = 0.01
     threads: int = 0
 
@@ -116,6 +131,8 @@ class EvalConfig(EpisodeConfig):
                   (self.lr is None or self.lr >= 0, 'lr', '>= 0 (or null to select it from lr_grid)'),
                   (len(self.lr_grid) > 0 and len(self.folder_lr_grid) > 0, 'lr_grid', 'a non-empty list (folder_lr_grid too)'),
                   (self.select_episodes >= 1 and self.steps >= 1, 'select_episodes', '>= 1 (steps too)'),
+                  (self.finetune_chunk >= 1, 'finetune_chunk', '>= 1 (episodes fine-tuned at once)'),
+                  (self.finetune_max_images is None or self.finetune_max_images >= 1, 'finetune_max_images', '>= 1 (or null: no limit)'),
                   (self.threads >= 0, 'threads', ">= 0 (0: torch's default)")]
         for ok, key, what in checks:
             if not ok: raise ValueError(f"evaluate.{key}: got {getattr(self, key)!r}, must be {what}{fix}")
@@ -190,7 +207,7 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
     tm, src = _task_model_for(method, resolve_model(method, model_path), params, profile, device)
     results, t0 = {}, time.perf_counter()
     for d, samp in tqdm(samplers.items(), desc=f'evaluate {method} {mode}', disable=not progress):
-        adapt_kw = {} if mode == 'zero-shot' else dict(steps=cfg.steps, weight_decay=cfg.weight_decay)
+        adapt_kw = {} if mode == 'zero-shot' else dict(steps=cfg.steps, weight_decay=cfg.weight_decay, max_images=cfg.finetune_max_images)
         lr, scores = None, None
         if mode != 'zero-shot':
             if cfg.lr is not None: lr = cfg.lr
@@ -202,11 +219,12 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
                     eps.append((to_input(ep.support, device=device), ep.support_labels.to(device), to_input(ep.query, device=device),
                                 ep.query_labels.to(device)))
                 grid = cfg.folder_lr_grid if getattr(samp, 'mode', cfg.episode_mode) == 'fixed' and cfg.episode_mode == 'md' else cfg.lr_grid
-                lr, scores = select_lr(tm, eps, mode, grid, generator=torch.Generator().manual_seed(cfg.seed), **adapt_kw)
+                seeds = [episode_seed(cfg.seed + 1000, j) for j in range(cfg.select_episodes)]
+                lr, scores = select_lr_batch(tm, eps, mode, grid, seeds, chunk=cfg.finetune_chunk, **adapt_kw)
             adapt_kw['lr'] = lr
-            adapt_kw['generator'] = torch.Generator().manual_seed(cfg.seed)
         n_ep = cfg.episodes if mode == 'zero-shot' or cfg.finetune_episodes is None else cfg.finetune_episodes
-        r = evaluate_domain(tm, samp, n_ep, mode, device=device, progress=progress, desc=d, **adapt_kw)
+        r = evaluate_domain(tm, samp, n_ep, mode, device=device, progress=progress, desc=d, chunk=cfg.finetune_chunk,
+                            seed=cfg.seed, **adapt_kw)
         r.update(role=roles[d], lr=lr, lr_scores={str(k): v for k, v in scores.items()} if scores else None)
         results[d] = r
     metrics = metrics_record(method, mode, src, profile or params.get('profile', 'tiny'), asdict(cfg), results,

@@ -36,7 +36,8 @@ def demo_eval(ev_dir, name: str, method: str, mode: str, rng, episodes: int, bas
     return write_json(Path(ev_dir)/f'{name}_{mode}.json', metrics_record(method, mode, f'results/runs/{name}/best', 'demo', cfg, res, 0.0))
 
 # %% ../nbs/16_fixtures.ipynb #269dfb89
-def demo_run(run_dir, name: str, method: str, sets: str, rng, tasks: int, id_domains: list, model: bool = False, seed: int = 0) -> Path:
+def demo_run(run_dir, name: str, method: str, sets: str, rng, tasks: int, id_domains: list, model: bool = False, seed: int = 0,
+             ood_domains: Sequence[str] = ()) -> Path:
     "Write a synthetic `smat meta-tune` run folder for run `name` of `method` with `--set` overrides `sets`."
     m, d = get_method(method), Path(run_dir)/name
     over = parse_sets(str(sets or '').split())
@@ -53,7 +54,9 @@ def demo_run(run_dir, name: str, method: str, sets: str, rng, tasks: int, id_dom
             upd['align_delta'] = float(0.05 * cfg.tau * (1 - 2 * u / tasks) + 0.002)
             if m.masked: upd['align_experts'] = float(0.06 * cfg.tau * (1 - 2 * u / tasks) + 0.003)
         log_tasks(log, recs, upd)
-    vals = [log_validation(vlog, t, {dd: float(0.5 + 0.1 * t / tasks + rng.normal(0, 0.02)) for dd in id_domains[:n_dom]})
+    orng = np.random.default_rng([seed, len(name)])                       # its own generator: the other draws stay as they were
+    ood = lambda t: {dd: float(0.45 + (0.02 if m.masked else -0.04) * t / tasks + orng.normal(0, 0.01)) for dd in ood_domains}
+    vals = [log_validation(vlog, t, {dd: float(0.5 + 0.1 * t / tasks + rng.normal(0, 0.02)) for dd in id_domains[:n_dom]}, ood(t))
             for t in range(tasks // 2, tasks + 1, tasks // 2)]
     extra = {'final_sparsity': [cfg.tau] * cfg.num_experts} if m.masked else {}
     write_json(d/'summary.json', run_summary(method, cfg, tasks // 2, 1, max(vals), tasks, 0.5, 0.01, **extra))
@@ -83,5 +86,6 @@ def demo_results(root, runs: dict, finetune: Sequence[str] = ('pmf', 'smat'), mo
         demo_eval(ev_dir, name, method, 'zero-shot', rng, episodes, base, domains)
         if name in finetune:
             for mode in modes: demo_eval(ev_dir, name, method, mode, rng, episodes, base + 0.05, domains)
-        demo_run(run_dir, name, method, run.get('set'), rng, tasks, id_doms, model=name in models, seed=seed)
+        demo_run(run_dir, name, method, run.get('set'), rng, tasks, id_doms, model=name in models, seed=seed,
+                 ood_domains=[d for d, r in domains.items() if r == 'ood'])
     return root
