@@ -30,7 +30,7 @@ sync-check: install
 lint: install
 	$(BIN)/ruff check smat_nb
 
-test: install sync-check lint
+test: install sync-check lint docs-browser
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 data: install
@@ -62,3 +62,30 @@ lab: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The documentation site (docs/build.py): library notebooks executed (cached in _docs_build/; #| slow and #| gpu cells
+# skipped, as nbdev-test does), paper notebooks shown with the committed figures, an API page per module -> _docs/.
+.PHONY: docs docs-serve docs-check docs-browser
+DOCS_PORT ?= 8000
+docs: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python docs/build.py
+
+# Read it at http://127.0.0.1:$(DOCS_PORT)/ (Ctrl-C stops the server).
+docs-serve: docs
+	@echo "docs: serving _docs/ at http://127.0.0.1:$(DOCS_PORT)/ (Ctrl-C to stop)"
+	$(BIN)/python -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory _docs
+
+# The built site in headless Chromium: links, API coverage, console errors, equations, figures, search;
+# screenshots into _docs/screenshots/.
+docs-check: docs docs-browser
+	$(BIN)/python docs/check_site.py _docs
+
+# Debian's chromium and chromedriver for the browser checks (tests/test_docs.py skips without them). Idempotent and
+# quiet; where apt-get cannot install them (not root, no network) it says so and goes on.
+docs-browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "docs-browser: installing Debian's chromium and chromium-driver (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null) || echo "docs-browser: apt-get could not install chromium; tests/test_docs.py will skip its browser check"; \
+	else echo "docs-browser: no /usr/bin/chromium and no root apt-get here; install chromium + chromium-driver, or tests/test_docs.py skips its browser check"; fi
