@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .adaptation import adapt, adapt_batch, FinetuneJob, episode_seed
 from .domains import to_input
@@ -213,11 +213,7 @@ def run_evaluation(params: dict, method: str, model_path=None, mode: str = 'zero
             if cfg.lr is not None: lr = cfg.lr
             else:
                 sel = domain_samplers(params, profile, roles[d], 'test', seed=cfg.seed + 1000, **kw)[d]
-                eps = []
-                for i in range(cfg.select_episodes):
-                    ep = sel[i]
-                    eps.append((to_input(ep.support, device=device), ep.support_labels.to(device), to_input(ep.query, device=device),
-                                ep.query_labels.to(device)))
+                eps = [_episode_inputs(sel, i, device) for i in range(cfg.select_episodes)]
                 grid = cfg.folder_lr_grid if getattr(samp, 'mode', cfg.episode_mode) == 'fixed' and cfg.episode_mode == 'md' else cfg.lr_grid
                 seeds = [episode_seed(cfg.seed + 1000, j) for j in range(cfg.select_episodes)]
                 lr, scores = select_lr_batch(tm, eps, mode, grid, seeds, chunk=cfg.finetune_chunk, **adapt_kw)
