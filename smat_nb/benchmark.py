@@ -21,11 +21,11 @@ __all__ = ['SOURCES', 'SOURCE_SHA256', 'PIP_PLATFORM', 'DATA_README', 'SCRIPTS',
            'LOGO_VARIANTS', 'FLAG_VARIANTS', 'EMOJI_VENDORS', 'EMOJI_PRETRAIN', 'EMOJI_OOD', 'CJK_FAMILIES',
            'SYNTHETIC_DOMAINS', 'Source', 'fetch_source', 'fetch_data', 'Archive', 'source_archive', 'FontFace',
            'IconSet', 'hash_split', 'DomainBuilder', 'build_scripts', 'build_icons', 'build_logos', 'build_flags',
-           'emoji_classes', 'add_emoji', 'build_pretrain', 'build_mnist', 'build_digits', 'build_synthetic',
-           'BenchmarkConfig', 'embedded_builders', 'write_benchmark', 'describe_meta_dataset', 'build_benchmark',
-           'load_summary', 'load_domain', 'domains_with_role', 'episodes_per_second', 'sources_table', 'by_role',
-           'counts_table', 'datasheet_counts', 'summary_counts', 'fetch_data_cmd', 'build_benchmark_cmd', 'sample_rows',
-           'plot_benchmark_samples']
+           'emoji_classes', 'add_emoji', 'cjk_glyphs', 'add_cjk', 'build_pretrain', 'build_mnist', 'build_digits',
+           'build_synthetic', 'BenchmarkConfig', 'embedded_builders', 'write_benchmark', 'describe_meta_dataset',
+           'build_benchmark', 'load_summary', 'load_domain', 'domains_with_role', 'episodes_per_second',
+           'sources_table', 'by_role', 'counts_table', 'datasheet_counts', 'summary_counts', 'fetch_data_cmd',
+           'build_benchmark_cmd', 'sample_rows', 'plot_benchmark_samples']
 
 # %% ../nbs/07_benchmark.ipynb #caf54a9f
 @dataclass(frozen=True)
@@ -474,18 +474,33 @@ def add_emoji(b: DomainBuilder, raw_dir, categories, size=32):
 # %% ../nbs/07_benchmark.ipynb #14e9d200
 CJK_FAMILIES = ('zcool-kuaile', 'zhi-mang-xing', 'zcool-qingke-huangyou', 'zcool-xiaowei', 'liu-jian-mao-cao')
 
-def build_pretrain(raw_dir, size=32, cjk_classes=500, seed=0, progress=None) -> DomainBuilder:
-    "The pre-training pool: CJK ideographs × 5 fonts, and pre-training emoji × 4 vendors."
+def _drawn_by_all(faces, order, n: int, size: int, skip=frozenset()) -> list:
+    "The first `n` code points of `order` (not in `skip`) that every face draws, each with its images."
+    out = []
+    for cp in order:
+        if len(out) >= n: break
+        if cp in skip: continue
+        imgs = [f.render(chr(cp), size) for f in faces]
+        if all(i is not None for i in imgs): out.append((cp, imgs))
+    return out
+
+def cjk_glyphs(raw_dir, size=32, pool: int = 500, held_out: int = 300, seed: int = 0) -> dict:
+    "{'pool': [(code point, images)], 'held_out': [...]}: ideographs every CJK font draws, the held-out ones chosen first."
     faces = [_face(raw_dir, f) for f in CJK_FAMILIES]
     common = set.intersection(*[{cp for cp in f.where if 0x4E00 <= cp <= 0x9FFF} for f in faces])
-    order = sorted(common, key=lambda cp: hashlib.sha256(f'{seed}/cjk/{cp}'.encode()).hexdigest())
-    b, n = DomainBuilder('pretrain', 'pretrain'), 0
-    for cp in order:
-        if n >= cjk_classes: break
-        imgs = [f.render(chr(cp), size) for f in faces]
-        if any(i is None for i in imgs): continue
+    order = lambda tag: sorted(common, key=lambda cp: hashlib.sha256(f'{seed}/{tag}/{cp}'.encode()).hexdigest())
+    held = _drawn_by_all(faces, order('cjk-ood'), held_out, size)
+    return {'pool': _drawn_by_all(faces, order('cjk'), pool, size, skip={cp for cp, _ in held}), 'held_out': held}
+
+def add_cjk(b: DomainBuilder, glyphs: list) -> DomainBuilder:
+    "Add each (code point, images) of `glyphs` to `b`: class = code point, style = font."
+    for cp, imgs in glyphs:
         for f, i in zip(CJK_FAMILIES, imgs): b.add(i, f'cjk:U+{cp:04X}', f, 'cjk')
-        n += 1
+    return b
+
+def build_pretrain(raw_dir, glyphs: list, size=32, progress=None) -> DomainBuilder:
+    "The pre-training pool: the CJK `glyphs` (`cjk_glyphs(...)['pool']`, 5 fonts each) and the pre-training emoji × 4 vendors."
+    b = add_cjk(DomainBuilder('pretrain', 'pretrain'), glyphs)
     if progress: progress('cjk')
     add_emoji(b, raw_dir, EMOJI_PRETRAIN, size)
     if progress: progress('emoji (pre-training)')
@@ -560,6 +575,7 @@ class BenchmarkConfig:
     seed: int = 0
     min_ways: int = 5
     cjk_classes: int = 500
+    cjk_ood_classes: int = 300          # held-out ideographs, the OOD `cjk` domain (0: no such domain)
     icon_min_sets: int = 5
     split_fractions: list = (0.6, 0.2, 0.2)
     synthetic_classes: int = 25
@@ -587,11 +603,13 @@ def embedded_builders(cfg: BenchmarkConfig, progress=None) -> dict:
     if missing:
         raise FileNotFoundError(f"{raw}: {len(missing)} raw archive(s) missing, e.g. {missing[:2]}; run `smat fetch-data` first")
     out = {}
-    b = build_pretrain(raw, size, cfg.cjk_classes, cfg.seed, progress); out['pretrain'] = (b, {c: 'train' for c in b.counts()})
+    cjk = cjk_glyphs(raw, size, cfg.cjk_classes, cfg.cjk_ood_classes, cfg.seed)
+    b = build_pretrain(raw, cjk['pool'], size, progress); out['pretrain'] = (b, {c: 'train' for c in b.counts()})
     b = build_scripts(raw, size, progress=progress); out['scripts'] = (b, b.split_of)
     for name, fn in (('icons', lambda: build_icons(raw, size, cfg.icon_min_sets, progress)),
                      ('logos', lambda: build_logos(raw, size, progress)), ('flags', lambda: build_flags(raw, size, progress))):
         b = fn(); out[name] = (b, hash_split(sorted(b.counts()), cfg.seed, name, cfg.split_fractions))
+    if cjk['held_out']: out['cjk'] = (add_cjk(DomainBuilder('cjk', 'ood'), cjk['held_out']), None)
     out['emoji'] = (add_emoji(DomainBuilder('emoji', 'ood'), raw, EMOJI_OOD, size), None)
     if progress: progress('emoji (OOD)')
     out['mnist'] = (build_mnist(raw, size, progress), None)
