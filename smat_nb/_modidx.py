@@ -268,6 +268,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'smat_nb.dryrun.dino_vit_state_dict': ('dryrun.html#dino_vit_state_dict', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.dryrun_params': ('dryrun.html#dryrun_params', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.encode_image': ('dryrun.html#encode_image', 'smat_nb/dryrun.py'),
+                                'smat_nb.dryrun.killed_hint': ('dryrun.html#killed_hint', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.make_dryrun_data': ('dryrun.html#make_dryrun_data', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.mapped_files': ('dryrun.html#mapped_files', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.paper_dryrun': ('dryrun.html#paper_dryrun', 'smat_nb/dryrun.py'),

@@ -11,8 +11,8 @@ import yaml
 import smat_nb
 
 # %% auto #0
-__all__ = ['COMMAND_INDEX', 'COMMAND_MODULES', 'info', 'default_params_path', 'with_profile', 'init_params', 'init_cmd',
-           'build_parser', 'os_error_text', 'fault_text', 'main']
+__all__ = ['COMMAND_INDEX', 'COMMAND_MODULES', 'OOM_FIX', 'info', 'default_params_path', 'with_profile', 'init_params',
+           'init_cmd', 'build_parser', 'os_error_text', 'fault_text', 'main']
 
 # %% ../nbs/99_cli.ipynb #89173898
 from .core import COMMANDS, PROFILES, command, atomic_write, yaml_error_text
@@ -137,7 +137,10 @@ def _loaded(module: str, name: str) -> tuple:
 def _fault_types() -> tuple:
     "The errors that end a subcommand with one line (evaluated after it ran, so its libraries are loaded)."
     return (OSError, KeyError, ValueError, TypeError, FloatingPointError, yaml.YAMLError,
-            *_loaded('zipfile', 'BadZipFile'), *_loaded('safetensors', 'SafetensorError'))
+            *_loaded('zipfile', 'BadZipFile'), *_loaded('safetensors', 'SafetensorError'), *_loaded('torch', 'OutOfMemoryError'))
+
+OOM_FIX = ('lower evaluate.finetune_chunk and evaluate.finetune_max_images in params.yaml (`smat evaluate`: the episodes '
+           'fine-tuned at once), or free the GPU of other jobs')
 
 def fault_text(e: BaseException) -> str:
     "The one line `smat` prints for fault `e`."
@@ -150,6 +153,8 @@ def fault_text(e: BaseException) -> str:
     elif isinstance(e, _loaded('safetensors', 'SafetensorError') + _loaded('zipfile', 'BadZipFile')):
         kind = '.npz' if isinstance(e, _loaded('zipfile', 'BadZipFile')) else '.safetensors'
         msg = f'an unreadable {kind} file ({e}): truncated or corrupt; delete it and rerun the stage that wrote it'
+    elif isinstance(e, _loaded('torch', 'OutOfMemoryError')):
+        msg = f"out of GPU memory ({(str(e).strip().splitlines() or [''])[0]}); {OOM_FIX}"
     else: msg = str(e)
     return ' '.join(msg.split())                   # one line, whatever the message held
 

@@ -21,7 +21,7 @@ __all__ = ['GRAY_SOURCES', 'SPEC_KIND', 'FULL_SHAPE', 'REDUCED_SHAPE', 'SIZES', 
            'SECOND_TARGETS', 'class_image', 'encode_image', 'write_bilevel_spec', 'write_hierarchical_spec',
            'write_md_source', 'write_md_root', 'write_image_folder', 'write_ood_folders', 'dino_vit_state_dict',
            'write_dino_checkpoint', 'make_dryrun_data', 'dryrun_params', 'changed_keys', 'repo_files', 'copy_repo',
-           'mapped_files', 'DryRunError', 'run_dvc', 'pipeline_stages', 'check_outputs', 'paper_dryrun',
+           'mapped_files', 'DryRunError', 'killed_hint', 'run_dvc', 'pipeline_stages', 'check_outputs', 'paper_dryrun',
            'paper_dryrun_cmd']
 
 # %% ../nbs/18_dryrun.ipynb #c92babd0
@@ -189,7 +189,8 @@ def make_dryrun_data(out, params: dict, formats=('h5', 'tfrecord'), shape: dict 
 # %% ../nbs/18_dryrun.ipynb #1581eb55
 SIZES = {   # section -> the paper's sizes, shrunk (only sizes: every other value stays the paper's)
     'meta_tune': dict(tasks=8, val_every=8, val_episodes=1, val_ood_episodes=1, checkpoint_every=8, align_every=1),
-    'evaluate': dict(episodes=2, finetune_episodes=2, steps=1, select_episodes=1),
+    'evaluate': dict(episodes=2, finetune_episodes=2, steps=1, select_episodes=1,
+                     finetune_chunk=4, finetune_max_images=128),   # the lr search's 7 lrs x ~100 support images in one batch held 24 GB at ViT-S
     'backbone_cost': dict(batch_sizes=[2, 4], repeats=1, warmup=1),
 }
 DATA_KEYS = {'benchmark': ('md_root', 'md_format', 'ood_folders', 'ood_split_file'), 'backbone': ('checkpoint',)}
@@ -264,6 +265,12 @@ def _env() -> dict:
     return {**os.environ, 'PATH': f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             'DVC_NO_ANALYTICS': '1', 'PYTHONDONTWRITEBYTECODE': '1', 'MPLBACKEND': 'Agg'}
 
+def killed_hint(log_lines) -> str:
+    "What to do when a stage of the log was killed by the system (exit -9: almost always out of memory); '' otherwise."
+    if not any(re.search(r'exited with -9\b|\bKilled\b', l) for l in log_lines): return ''
+    return (' (killed by the system, exit -9: most likely out of memory; lower evaluate.paper.finetune_max_images and '
+            'finetune_chunk in params.yaml, or run on a machine with more memory)')
+
 def run_dvc(repo, targets=(), echo=None, timeout: float | None = None, on_line=None) -> dict:
     "`dvc repro [targets]` in `repo`: {wall, cpu, stages run}; a failure raises `DryRunError` with the log's tail. `on_line` sees each line."
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -285,7 +292,7 @@ def run_dvc(repo, targets=(), echo=None, timeout: float | None = None, on_line=N
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if rc:
         where = f"stage {stages[-1]!r}" if stages else 'its start'
-        raise DryRunError(f"dvc repro failed in {repo} at {where}; the end of its log:\n" + '\n'.join(tail))
+        raise DryRunError(f"dvc repro failed in {repo} at {where}{killed_hint(tail)}; the end of its log:\n" + '\n'.join(tail))
     return dict(wall=time.perf_counter() - t0, cpu=cpu, stages=stages)
 
 def pipeline_stages(repo) -> list:
