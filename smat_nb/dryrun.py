@@ -189,8 +189,10 @@ def make_dryrun_data(out, params: dict, formats=('h5', 'tfrecord'), shape: dict 
 # %% ../nbs/18_dryrun.ipynb #1581eb55
 SIZES = {   # section -> the paper's sizes, shrunk (only sizes: every other value stays the paper's)
     'meta_tune': dict(tasks=8, val_every=8, val_episodes=1, val_ood_episodes=1, checkpoint_every=8, align_every=1),
-    'evaluate': dict(episodes=2, finetune_episodes=2, steps=1, select_episodes=1,
-                     finetune_chunk=4, finetune_max_images=128),   # the lr search's 7 lrs x ~100 support images in one batch held 24 GB at ViT-S
+    'evaluate': dict(episodes=2, finetune_episodes=1, steps=1, select_episodes=1, shots=2,
+                     lr_grid=[0, 1e-4], folder_lr_grid=[0, 1e-4],   # the search's size: lr 0 and one lr of the paper's grids
+                     finetune_chunk=4, finetune_max_images=48),       # ~6 GB at ViT-S (224 px: ~100 MB per support image and pass)
+    'benchmark': dict(folder_queries=5),
     'backbone_cost': dict(batch_sizes=[2, 4], repeats=1, warmup=1),
 }
 DATA_KEYS = {'benchmark': ('md_root', 'md_format', 'ood_folders', 'ood_split_file'), 'backbone': ('checkpoint',)}
