@@ -262,6 +262,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'smat_nb.dryrun._spec_common': ('dryrun.html#_spec_common', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun._split_dag': ('dryrun.html#_split_dag', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.changed_keys': ('dryrun.html#changed_keys', 'smat_nb/dryrun.py'),
+                                'smat_nb.dryrun.check_disk': ('dryrun.html#check_disk', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.check_outputs': ('dryrun.html#check_outputs', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.class_image': ('dryrun.html#class_image', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.copy_repo': ('dryrun.html#copy_repo', 'smat_nb/dryrun.py'),

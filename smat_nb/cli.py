@@ -152,7 +152,10 @@ def fault_text(e: BaseException) -> str:
         msg = f'{where}not valid YAML ({yaml_error_text(e)})'
     elif isinstance(e, _loaded('safetensors', 'SafetensorError') + _loaded('zipfile', 'BadZipFile')):
         kind = '.npz' if isinstance(e, _loaded('zipfile', 'BadZipFile')) else '.safetensors'
-        msg = f'an unreadable {kind} file ({e}): truncated or corrupt; delete it and rerun the stage that wrote it'
+        if 'while serializing' not in str(e): msg = f'an unreadable {kind} file ({e}): truncated or corrupt; delete it and rerun the stage that wrote it'
+        else:                                      # safetensors reports a failed write as an error of its own
+            full = re.search(r'No space left on device|os error (28|122)\b', str(e))
+            msg = f"a {kind} file could not be written ({e}); {_OS_FIXES[errno.ENOSPC] if full else 'check the disk and the permissions of --out'}"
     elif isinstance(e, _loaded('torch', 'OutOfMemoryError')):
         msg = f"out of GPU memory ({(str(e).strip().splitlines() or [''])[0]}); {OOM_FIX}"
     else: msg = str(e)

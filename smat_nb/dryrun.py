@@ -18,11 +18,11 @@ from .data import SPLITS, write_md_h5, write_md_spec, write_md_tfrecord
 
 # %% auto #0
 __all__ = ['GRAY_SOURCES', 'SPEC_KIND', 'FULL_SHAPE', 'REDUCED_SHAPE', 'SIZES', 'DATA_KEYS', 'SHAPE_SECTIONS', 'SKIP_IN_COPY',
-           'SECOND_TARGETS', 'class_image', 'encode_image', 'write_bilevel_spec', 'write_hierarchical_spec',
+           'SECOND_TARGETS', 'DISK_GB', 'class_image', 'encode_image', 'write_bilevel_spec', 'write_hierarchical_spec',
            'write_md_source', 'write_md_root', 'write_image_folder', 'write_ood_folders', 'dino_vit_state_dict',
            'write_dino_checkpoint', 'make_dryrun_data', 'dryrun_params', 'changed_keys', 'repo_files', 'copy_repo',
-           'mapped_files', 'DryRunError', 'killed_hint', 'run_dvc', 'pipeline_stages', 'check_outputs', 'paper_dryrun',
-           'paper_dryrun_cmd']
+           'mapped_files', 'DryRunError', 'killed_hint', 'run_dvc', 'pipeline_stages', 'check_outputs', 'check_disk',
+           'paper_dryrun', 'paper_dryrun_cmd']
 
 # %% ../nbs/18_dryrun.ipynb #c92babd0
 GRAY_SOURCES = ('omniglot', 'quickdraw', 'mnist')      # one-channel sources: (H, W) arrays, grayscale PNG
@@ -244,6 +244,7 @@ def copy_repo(repo, dest, params: dict) -> Path:
     (dest/'data'/'README.txt').write_text('paper-profile dry run: the data lives where params.yaml points\n')
     (dest/'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(['git', 'init', '-q'], cwd=dest, check=True)
+    (dest/'.dvc'/'config.local').write_text('[cache]\n    type = hardlink,copy\n')    # outputs are not stored twice
     return dest
 
 def mapped_files(readme) -> dict:
@@ -338,10 +339,21 @@ def check_outputs(repo, every_stage: bool = True) -> list:
 # %% ../nbs/18_dryrun.ipynb #093eeb24
 SECOND_TARGETS = ('benchmark', 'benchmark_samples', 'meta_tune@smat', 'evaluate@smat')
 
+DISK_GB = {True: 40, False: 1}      # free space a dry run needs: ViT-S/16 (the runs' checkpoints, ~36 GB), reduced shape
+
+def check_disk(out, full: bool, free_gb: float | None = None):
+    "Raise `DryRunError` naming `out` when its disk has less room than the dry run needs (`free_gb`: measured if None)."
+    where = next(p for p in (Path(out), *Path(out).resolve().parents) if p.exists())
+    free = shutil.disk_usage(where).free / 1e9 if free_gb is None else free_gb
+    if free < DISK_GB[full]:
+        raise DryRunError(f"{where}: {free:.1f} GB free, the dry run {'at the ViT-S/16 shape ' if full else ''}needs about "
+                          f"{DISK_GB[full]} GB; free some space, or pass --out on a disk with more room")
+
 def paper_dryrun(out, repo='.', formats=('h5', 'tfrecord'), full: bool = False, echo=None,
                  second_targets=SECOND_TARGETS) -> dict:
     "Generate the data under `out`, then run the paper pipeline in a scratch copy per layout; {fmt: {wall, cpu, stages, problems}}."
     out, repo = Path(out), Path(repo).resolve()
+    check_disk(out, full)
     params = load_params(repo/'params.yaml')
     shape = None if full else REDUCED_SHAPE
     say = echo or (lambda s: None)
@@ -381,7 +393,9 @@ def paper_dryrun_cmd(args):
     echo = None if args.quiet else (lambda s: print(s, flush=True))
     try: rep = paper_dryrun(out, args.repo, formats, args.full, echo)
     except DryRunError as e:
-        print(f'smat paper-dryrun: error: {e}\n(work folder kept: {out})', file=sys.stderr); return 1
+        if not args.out and not any(out.iterdir()): out.rmdir(); kept = ''     # stopped before it wrote anything
+        else: kept = f'\n(work folder kept: {out})'
+        print(f'smat paper-dryrun: error: {e}{kept}', file=sys.stderr); return 1
     probs = [f'{fmt}: {p}' for fmt in formats for p in rep[fmt]['problems']]
     for fmt in formats:
         r = rep[fmt]
