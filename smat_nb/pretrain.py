@@ -43,8 +43,10 @@ class PretrainConfig:
     flip: bool = False               # mirrored glyphs are other glyphs
     seed: int = 0
     threads: int = 2
+    device: str = 'cpu'              # 'cuda' trains on the GPU: same init, order and augmentation (made on the CPU)
 
     def __post_init__(self):
+        if not (self.device == 'cpu' or self.device.startswith('cuda')): raise ValueError(f"pretrain: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f'pretrain: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}')
         if self.lr <= 0: raise ValueError(f'pretrain: lr must be > 0, got {self.lr}')
         if self.labels not in ('class', 'instance'): raise ValueError(f"pretrain: labels must be 'class' or 'instance', got {self.labels!r}")
@@ -68,9 +70,12 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
         raise ValueError(f'pretrain: images must be uint8 (N, H, W, 3), got {images.dtype} {tuple(images.shape)}')
     if cfg.labels == 'instance': labels = torch.arange(len(images))
     n, n_cls = len(images), int(labels.max()) + 1
+    if cfg.device != 'cpu' and not torch.cuda.is_available():
+        raise ValueError(f'pretrain: device {cfg.device!r} asked for, but torch sees no CUDA device here; set pretrain.device: cpu')
     set_threads(cfg.threads); seed_everything(cfg.seed)
     model = create_backbone(cfg.backbone, img_size=cfg.img_size)
     head = nn.Linear(model.embed_dim, n_cls)
+    model, head, dev = model.to(cfg.device), head.to(cfg.device), torch.device(cfg.device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(n / cfg.batch_size)
@@ -99,11 +104,12 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             x = images[idx].float().div_(255)
             x = (affine_augment(x, aug_gen, jitter=cfg.jitter) if cfg.augment == 'affine' else
                  train_augment(x, aug_gen, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.jitter, flip=cfg.flip))
-            logits = head(model(to_input(x)))
-            loss = F.cross_entropy(logits, labels[idx], label_smoothing=cfg.label_smoothing)
+            y = labels[idx].to(dev)
+            logits = head(model(to_input(x, device=dev)))
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             check_finite(epoch * steps + s, loss=loss)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-            correct += (logits.argmax(1) == labels[idx]).sum().item(); tot_loss += loss.item() * len(idx); seen += len(idx)
+            correct += (logits.argmax(1) == y).sum().item(); tot_loss += loss.item() * len(idx); seen += len(idx)
             bar.set_postfix(loss=f'{loss.item():.3f}')
         rec = dict(task=epoch, epoch=epoch + 1, loss=tot_loss / n, train_acc=correct / n, lr=opt.param_groups[0]['lr'])
         log.write(**rec)
@@ -112,7 +118,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             if not old.stem.endswith(f'{epoch + 1:04d}'): old.unlink()
     wall = time.perf_counter() - t0
     with atomic_write(out_dir/'backbone.safetensors', suffix='.safetensors') as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={'format': 'timm'})
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={'format': 'timm'})
     hist = log.read()
     info = {'config': asdict(cfg), 'vit': vit_config(model), 'classes': n_cls, 'images': n,
             'final_loss': hist[-1]['loss'] if hist else None, 'final_train_acc': hist[-1]['train_acc'] if hist else None,
