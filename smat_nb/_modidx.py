@@ -587,6 +587,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'smat_nb.pretrain._epoch_order': ('pretrain.html#_epoch_order', 'smat_nb/pretrain.py'),
                                   'smat_nb.pretrain._pretrain_args': ('pretrain.html#_pretrain_args', 'smat_nb/pretrain.py'),
                                   'smat_nb.pretrain._tensors': ('pretrain.html#_tensors', 'smat_nb/pretrain.py'),
+                                  'smat_nb.pretrain.ink_augment': ('pretrain.html#ink_augment', 'smat_nb/pretrain.py'),
                                   'smat_nb.pretrain.pool_arrays': ('pretrain.html#pool_arrays', 'smat_nb/pretrain.py'),
                                   'smat_nb.pretrain.pretrain': ('pretrain.html#pretrain', 'smat_nb/pretrain.py'),
                                   'smat_nb.pretrain.pretrain_cmd': ('pretrain.html#pretrain_cmd', 'smat_nb/pretrain.py')},

@@ -22,7 +22,7 @@ from .training import (Schedule, set_lrs, train_augment, affine_augment, save_ch
 from .domains import to_input, input_size
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'pretrain', 'pool_arrays', 'pretrain_cmd']
+__all__ = ['PretrainConfig', 'ink_augment', 'pretrain', 'pool_arrays', 'pretrain_cmd']
 
 # %% ../nbs/10_pretrain.ipynb #ca32bac8
 @dataclass
@@ -44,14 +44,34 @@ class PretrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = 'cpu'              # 'cuda' trains on the GPU: same init, order and augmentation (made on the CPU)
+    elastic: float = 0.0             # `ink_augment`: amplitude of a smooth random displacement (0: off)
+    stroke: float = 0.0              # `ink_augment`: probability of thickening or thinning the ink (0: off)
 
     def __post_init__(self):
+        if not 0 <= self.elastic <= 0.5: raise ValueError(f'pretrain: elastic must be in [0, 0.5] (a fraction of the image), got {self.elastic}')
+        if not 0 <= self.stroke <= 1: raise ValueError(f'pretrain: stroke must be a probability in [0, 1], got {self.stroke}')
         if not (self.device == 'cpu' or self.device.startswith('cuda')): raise ValueError(f"pretrain: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f'pretrain: epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}')
         if self.lr <= 0: raise ValueError(f'pretrain: lr must be > 0, got {self.lr}')
         if self.labels not in ('class', 'instance'): raise ValueError(f"pretrain: labels must be 'class' or 'instance', got {self.labels!r}")
         if self.augment not in ('affine', 'crop'): raise ValueError(f"pretrain: augment must be 'affine' or 'crop', got {self.augment!r}")
         if not 0 < self.crop_scale_min <= 1: raise ValueError(f'pretrain: crop_scale_min must be in (0, 1], got {self.crop_scale_min}')
+
+# %% ../nbs/10_pretrain.ipynb #9c4a7e15
+def ink_augment(x: torch.Tensor, g: torch.Generator, elastic: float = 0.0, stroke: float = 0.0) -> torch.Tensor:
+    "Wobble (`elastic`: displacement amplitude) and pen width (`stroke`: probability) of [0, 1] images (B, 3, H, W)."
+    B, _, H, W = x.shape
+    if elastic > 0:
+        offs = (torch.rand(B, 2, 4, 4, generator=g) * 2 - 1) * elastic
+        offs = F.interpolate(offs, size=(H, W), mode='bicubic', align_corners=False).permute(0, 2, 3, 1)
+        grid = F.affine_grid(torch.eye(2, 3).expand(B, 2, 3), [B, 3, H, W], align_corners=False) + offs
+        paper = x[:, :, :1, :1]
+        x = (F.grid_sample(x - paper, grid, mode='bilinear', padding_mode='zeros', align_corners=False) + paper).clamp(0, 1)
+    if stroke > 0:
+        r = torch.rand(B, generator=g).view(B, 1, 1, 1)
+        thick, thin = -F.max_pool2d(-x, 3, 1, 1), F.max_pool2d(x, 3, 1, 1)
+        x = torch.where(r < stroke / 2, thick, torch.where(r > 1 - stroke / 2, thin, x))
+    return x
 
 # %% ../nbs/10_pretrain.ipynb #c151f878
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -104,6 +124,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             x = images[idx].float().div_(255)
             x = (affine_augment(x, aug_gen, jitter=cfg.jitter) if cfg.augment == 'affine' else
                  train_augment(x, aug_gen, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.jitter, flip=cfg.flip))
+            if cfg.elastic or cfg.stroke: x = ink_augment(x, aug_gen, cfg.elastic, cfg.stroke)
             y = labels[idx].to(dev)
             logits = head(model(to_input(x, device=dev)))
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
