@@ -277,6 +277,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'smat_nb.dryrun.pipeline_stages': ('dryrun.html#pipeline_stages', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.repo_files': ('dryrun.html#repo_files', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.run_dvc': ('dryrun.html#run_dvc', 'smat_nb/dryrun.py'),
+                                'smat_nb.dryrun.unfrozen': ('dryrun.html#unfrozen', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.write_bilevel_spec': ('dryrun.html#write_bilevel_spec', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.write_dino_checkpoint': ('dryrun.html#write_dino_checkpoint', 'smat_nb/dryrun.py'),
                                 'smat_nb.dryrun.write_hierarchical_spec': ('dryrun.html#write_hierarchical_spec', 'smat_nb/dryrun.py'),

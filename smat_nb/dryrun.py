@@ -20,9 +20,9 @@ from .data import SPLITS, write_md_h5, write_md_spec, write_md_tfrecord
 __all__ = ['GRAY_SOURCES', 'SPEC_KIND', 'FULL_SHAPE', 'REDUCED_SHAPE', 'SIZES', 'DATA_KEYS', 'SHAPE_SECTIONS', 'SKIP_IN_COPY',
            'SECOND_TARGETS', 'DISK_GB', 'class_image', 'encode_image', 'write_bilevel_spec', 'write_hierarchical_spec',
            'write_md_source', 'write_md_root', 'write_image_folder', 'write_ood_folders', 'dino_vit_state_dict',
-           'write_dino_checkpoint', 'make_dryrun_data', 'dryrun_params', 'changed_keys', 'repo_files', 'copy_repo',
-           'mapped_files', 'DryRunError', 'killed_hint', 'run_dvc', 'pipeline_stages', 'check_outputs', 'check_disk',
-           'paper_dryrun', 'paper_dryrun_cmd']
+           'write_dino_checkpoint', 'make_dryrun_data', 'dryrun_params', 'changed_keys', 'repo_files', 'unfrozen',
+           'copy_repo', 'mapped_files', 'DryRunError', 'killed_hint', 'run_dvc', 'pipeline_stages', 'check_outputs',
+           'check_disk', 'paper_dryrun', 'paper_dryrun_cmd']
 
 # %% ../nbs/18_dryrun.ipynb #c92babd0
 GRAY_SOURCES = ('omniglot', 'quickdraw', 'mnist')      # one-channel sources: (H, W) arrays, grayscale PNG
@@ -232,6 +232,10 @@ def repo_files(repo) -> list:
         raise FileNotFoundError(f"{repo}: not a git checkout of smat_nb with a dvc.yaml; run the dry run from the repository root (or pass --repo)")
     return [f for f in r.stdout.split('\0') if f and (Path(repo)/f).is_file()]
 
+def unfrozen(dvc_yaml: str) -> str:
+    "The text of a dvc.yaml with every stage's `frozen: true` line dropped (comments and layout kept)."
+    return re.sub(r'(?m)^[ \t]+frozen:[ \t]*true[ \t]*(#.*)?\n', '', dvc_yaml)
+
 def copy_repo(repo, dest, params: dict) -> Path:
     "A copy of `repo`'s files, without outputs or raw-data records, with `params` as its params.yaml, as a fresh git repository."
     repo, dest = Path(repo), Path(dest)
@@ -243,6 +247,7 @@ def copy_repo(repo, dest, params: dict) -> Path:
     (dest/'data').mkdir(exist_ok=True)
     (dest/'data'/'README.txt').write_text('paper-profile dry run: the data lives where params.yaml points\n')
     (dest/'params.yaml').write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest/'dvc.yaml').write_text(unfrozen((dest/'dvc.yaml').read_text()))    # no outputs here: every stage makes its own
     subprocess.run(['git', 'init', '-q'], cwd=dest, check=True)
     (dest/'.dvc'/'config.local').write_text('[cache]\n    type = hardlink,copy\n')    # outputs are not stored twice
     return dest

@@ -146,6 +146,7 @@ def pretrain(images: np.ndarray, labels: np.ndarray, cfg: PretrainConfig, out_di
             'images_per_s_this_run': seen / wall if wall > 0 and seen else None}
     write_json(out_dir/'backbone.json', info)
     for old in ck_dir.glob('epoch_*.*'): old.unlink()     # finished: the checkpoints are no longer needed
+    if ck_dir.is_dir() and not any(ck_dir.iterdir()): ck_dir.rmdir()   # the folder is an output too (committed for tiny)
     return info
 
 # %% ../nbs/10_pretrain.ipynb #fe7e3697
