@@ -2,7 +2,7 @@
 #   make test       venv + pinned install, check library/notebook sync, lint the library, run pytest
 #   make reproduce  venv + pinned install, fetch the benchmark's raw data, then `smat reproduce`: dvc repro stage by stage
 #                   (default profile), with stage i of n and the time left
-#   make foundation the tiny profile's foundation ViT from scratch (the frozen pretrain stage; ~25 min on 2 CPU cores)
+#   make foundation the tiny profile's foundation ViT from scratch (the frozen pretrain stage; 27 min on 2 CPU cores)
 #   make smoke      venv + pinned install, then `smat smoke`: every stage on the smoke profile in _smoke/ (no download;
 #                   the committed results are never touched)
 SHELL := /bin/bash

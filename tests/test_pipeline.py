@@ -147,3 +147,24 @@ def test_forced_table_and_figure_stages_rewrite_the_same_bytes(tmp_path):
     assert sorted(r['stages']) == sorted(stages), r
     assert git(['status', '--porcelain'], clone) == '', git(['diff', '--stat'], clone)
     assert digests(clone) == before
+
+def test_committed_foundation_is_the_recipe_and_frozen():
+    """The tiny profile's committed foundation ViT (results/pretrain) was made with params.yaml's pretrain.tiny recipe
+    (`make foundation` remakes it), loads into the tiny backbone, is small, and its stage is frozen with the file in dvc.lock."""
+    from smat_nb.backbones import create_backbone, load_checkpoint
+    from smat_nb.core import load_params, stage_params
+    d = ROOT/'results'/'pretrain'
+    assert sorted(f.name for f in d.iterdir()) == ['backbone.json', 'backbone.safetensors', 'log.jsonl'], sorted(d.iterdir())
+    assert (d/'backbone.safetensors').stat().st_size < 10 * 2**20
+    params = load_params(ROOT/'params.yaml')
+    made = json.loads((d/'backbone.json').read_text())['config']
+    recipe = {k: v for k, v in stage_params(params, 'pretrain', 'tiny').items() if k != 'out_dir'}
+    assert {k: made[k] for k in recipe} == recipe, 'params.yaml pretrain.tiny changed since results/pretrain was made: run `make foundation`'
+    assert [json.loads(l)['epoch'] for l in (d/'log.jsonl').read_text().splitlines()] == list(range(1, recipe['epochs'] + 1))
+    bb = stage_params(params, 'backbone', 'tiny')
+    load_checkpoint(create_backbone(bb['preset'], img_size=bb['img_size']), d/'backbone.safetensors')
+    stage = yaml.safe_load((ROOT/'dvc.yaml').read_text())['stages']['pretrain']
+    lock = yaml.safe_load((ROOT/'dvc.lock').read_text())['stages']['pretrain']
+    assert stage.get('frozen') is True and stage['outs'] == [{'results/pretrain': {'cache': False}}]
+    assert lock['outs'][0]['path'] == 'results/pretrain' and lock['outs'][0]['nfiles'] == 3
+    assert 'results/pretrain' not in (ROOT/'.gitignore').read_text()
