@@ -42,7 +42,7 @@ reproduce: install data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc status
 
 # The tiny profile's foundation ViT from scratch: the frozen `pretrain` stage's command, then its hashes into dvc.lock.
-# Commit results/pretrain/ to keep it; `make reproduce` then reruns every stage after it (README, "The foundation ViT").
+# Commit results/pretrain/ to keep it; `make reproduce` then reruns every stage after it (README, "The tiny profile's foundation ViT").
 foundation: install data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro benchmark
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/smat pretrain
