@@ -162,7 +162,7 @@ def time_finetune(backbone: nn.Module, ep: Episode, mode: str = 'full', device='
     return out
 
 # %% ../nbs/15_bench.ipynb #a7f4f659
-SHAPES = {'tiny': dict(preset='tiny', img_size=32, structured=True,                   # the tiny profile (params.yaml: finetune_chunk 8)
+SHAPES = {'tiny': dict(preset='tiny', img_size=32, structured=True,                   # the tiny profile's shape (it fine-tunes 10 at a time for 20 steps: --ft-chunk 10 --ft-steps 20)
                        ft_jobs=16, ft_steps=10, ft_chunk=8, ft_shots=(1, 5)),
           'vit_small_128': dict(preset='vit_small_patch16', img_size=128, structured=False,     # the paper profile: 128 px into DINO's table
                                 ft_jobs=4, ft_steps=2, ft_chunk=4, ft_shots=(1,))}
